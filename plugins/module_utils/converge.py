@@ -1,0 +1,165 @@
+# Copyright: lxcri.cloud developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Converge a deployment to its spec through any provider: plan, act, wait, report.
+
+The plan is computed from what exists, so running the same spec twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import record
+from ansible_collections.lxcri.cloud.plugins.module_utils.spec import member_index, member_names
+from ansible_collections.lxcri.cloud.plugins.module_utils.wait import wait_for
+
+# The states a member should reach under each requested state, and what to do with members outside it.
+TARGET = {"present": None, "running": "running", "stopped": "stopped", "restarted": "running"}
+SETTLED = {"running", "stopped", "terminated", "error"}
+
+
+def wanted_tags(current, tags, purge):
+    return dict(tags) if purge else {**current, **tags}
+
+
+def plan(current, spec):
+    """What to do to turn the `current` member records into `spec`. Pure: no API call."""
+    state = spec["state"]
+    by_name = {rec["name"]: rec for rec in current}
+    if state == "absent":
+        return {"create": [], "delete": sorted(current, key=_order), "tag": [], "start": [], "stop": [], "restart": []}
+    desired = member_names(spec["name"], spec["count"])
+    keep = [by_name[name] for name in desired if name in by_name]
+    steps = {
+        "create": [name for name in desired if name not in by_name],
+        "delete": sorted((rec for rec in current if rec["name"] not in desired), key=_order),
+        "tag": [rec for rec in keep if wanted_tags(rec["tags"], spec["tags"], spec["purge_tags"]) != rec["tags"]],
+        "start": [],
+        "stop": [],
+        "restart": [],
+    }
+    if state == "restarted":
+        steps["restart"] = [rec for rec in keep if rec["state"] == "running"]
+        steps["start"] = [rec for rec in keep if rec["state"] == "stopped"]
+    elif state == "running":
+        steps["start"] = [rec for rec in keep if rec["state"] == "stopped"]
+    elif state == "stopped":
+        steps["stop"] = [rec for rec in keep if rec["state"] in ("running", "pending")]
+    return steps
+
+
+def _order(rec):
+    index = member_index(rec.get("deployment") or "", rec["name"])
+    return (index is None, index or 0, rec["name"])
+
+
+def _summary(rec):
+    return {"state": rec["state"], "native_size": rec["native_size"], "image": rec["image"], "tags": rec["tags"]}
+
+
+def predict(provider, current, steps, spec, region):
+    """The records as they will be after the plan runs (for check mode and the diff)."""
+    target = TARGET.get(spec["state"])
+    deleted = {rec["name"] for rec in steps["delete"]}
+    after = []
+    for rec in current:
+        if rec["name"] in deleted:
+            continue
+        rec = dict(rec, tags=wanted_tags(rec["tags"], spec["tags"], spec["purge_tags"]))
+        if target and rec["state"] in ("running", "stopped", "pending"):
+            rec["state"] = target
+        after.append(rec)
+    for name in steps["create"]:
+        after.append(
+            record(
+                provider.name, kind=spec["kind"], name=name, deployment=spec["name"], state=target or "running",
+                region=region, native_size=provider.native_size(spec), image=spec["image"], tags=spec["tags"],
+            )
+        )
+    return sorted(after, key=_order)
+
+
+class Convergence:
+    """Run one deployment task against one provider."""
+
+    def __init__(self, provider, spec, check_mode=False):
+        self.provider = provider
+        self.spec = spec
+        self.check_mode = check_mode
+        self.deadline = time.monotonic() + spec["wait_timeout"]
+
+    def run(self):
+        spec = self.spec
+        region = self.provider.region(spec)
+        current = sorted(self.provider.find(spec["name"], region), key=_order)
+        steps = plan(current, spec)
+        predicted = predict(self.provider, current, steps, spec, region)
+        changed = any(steps.values())
+        result = {
+            "changed": changed,
+            "drift": self.drift(current, steps),
+            "actions": {step: [rec if isinstance(rec, str) else rec["name"] for rec in items] for step, items in steps.items() if items},
+            "diff": {
+                "before": {rec["name"]: _summary(rec) for rec in current},
+                "after": {rec["name"]: _summary(rec) for rec in predicted},
+            },
+        }
+        if self.check_mode or not changed:
+            result["deployments"] = predicted if self.check_mode else current
+            return result
+        result["deployments"] = self.apply(steps, region)
+        return result
+
+    def drift(self, current, steps):
+        """Members that stay but differ from the spec in size or image (not changed in place)."""
+        if self.spec["state"] == "absent":
+            return []
+        leaving = {rec["name"] for rec in steps["delete"]}
+        native = self.provider.native_size(self.spec)
+        return [
+            rec["name"] for rec in current
+            if rec["name"] not in leaving and (rec["native_size"] != native or rec["image"] != self.spec["image"])
+        ]
+
+    def apply(self, steps, region):
+        provider, spec = self.provider, self.spec
+        if steps["delete"]:
+            provider.delete(steps["delete"])
+            if spec["wait"]:
+                self.settle(steps["delete"], {"terminated"}, "deletion of")
+        if steps["tag"]:
+            provider.update_tags(steps["tag"], spec["tags"], spec["purge_tags"])
+        for step in ("start", "stop", "restart"):
+            if steps[step]:
+                getattr(provider, step)(steps[step])
+        created = provider.create(spec, region, steps["create"]) if steps["create"] else []
+        if spec["state"] == "stopped" and created:
+            if spec["wait"]:
+                created = self.settle(created, {"running"}, "creation of")
+            provider.stop(created)
+        if spec["state"] == "absent":
+            return [dict(rec, state="terminated", public_ip=None, hourly_cost=None) for rec in steps["delete"]]
+        members = sorted(provider.find(spec["name"], region), key=_order)
+        if spec["wait"]:
+            target = TARGET.get(spec["state"])
+            members = self.settle(members, {target} if target else {"running", "stopped"}, "")
+        return members
+
+    def settle(self, records, states, verb):
+        """Wait until every record is in one of `states`; vanished records count as terminated."""
+        if not records:
+            return records
+        names = ", ".join(rec["name"] for rec in records)
+        what = f"{verb} {names}".strip() + f" to be {' or '.join(sorted(states))}"
+
+        def done(fresh):
+            seen = {rec["name"]: rec["state"] for rec in fresh}
+            return all(seen.get(rec["name"], "terminated") in states for rec in records)
+
+        def describe(fresh):
+            return ", ".join(f"{rec['name']}={rec['state']}" for rec in fresh) or "nothing"
+
+        return wait_for(
+            lambda: self.provider.refresh(records), done, what, max(0.0, self.deadline - time.monotonic()),
+            maximum=self.provider.POLL_MAX, describe=describe,
+        )

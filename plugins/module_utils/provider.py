@@ -1,0 +1,146 @@
+# Copyright: lxcri.cloud developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The provider interface, the normalized deployment record and the lazy provider registry."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
+from ansible_collections.lxcri.cloud.plugins.module_utils.retry import DEFAULT_POLICY, FATAL
+
+STATES = ("pending", "running", "stopped", "terminated", "error", "unknown")
+RECORD_FIELDS = (
+    "provider", "kind", "name", "deployment", "id", "state", "region", "zone", "size", "native_size", "image",
+    "public_ip", "private_ip", "url", "tags", "created_at", "hourly_cost",
+)
+
+
+class ProviderError(Exception):
+    """A failure a user can act on; the message never carries a secret."""
+
+
+class MissingSDK(ProviderError):
+    pass
+
+
+def record(provider, **fields):
+    """A normalized deployment record: every field present, portable size and cost filled in."""
+    unknown = set(fields) - set(RECORD_FIELDS)
+    if unknown:
+        raise ValueError(f"not record fields: {sorted(unknown)}")
+    rec = {field: None for field in RECORD_FIELDS}
+    rec.update(fields)
+    rec["provider"] = provider
+    rec["kind"] = rec["kind"] or "vm"
+    rec["tags"] = dict(rec["tags"] or {})
+    if rec["state"] not in STATES:
+        rec["state"] = "unknown"
+    if rec["native_size"] and not rec["size"]:
+        rec["size"] = catalog.portable_size(provider, rec["native_size"])
+    if rec["hourly_cost"] is None and rec["native_size"] and rec["state"] != "terminated":
+        rec["hourly_cost"] = catalog.hourly_cost(provider, rec["native_size"])
+    return rec
+
+
+def iso_utc(value):
+    """ISO 8601 UTC with a Z, from a datetime, an epoch number or an ISO string."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        value = datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Provider:
+    """One cloud behind the common operations. Subclasses live in providers/<name>.py, one per file.
+
+    Records are the normalized dicts of record(); `spec` is the validated deployment spec. The methods
+    that change things act on many members at once so that each provider can batch or parallelize.
+    """
+
+    name = ""
+    NATIVE_SIZE = re.compile(r"^$")
+    NATIVE_SIZE_EXAMPLE = ""
+    NATIVE_IMAGE = re.compile(r"^$")
+    NATIVE_IMAGE_EXAMPLE = ""
+    # How often to look at a resource that is changing state, at most (seconds).
+    POLL_MAX = 5.0
+
+    def __init__(self, connection, policy=DEFAULT_POLICY):
+        self.connection = dict(connection or {})
+        self.policy = policy
+
+    @classmethod
+    def validate(cls, spec):
+        """Provider-specific checks that need no API call; raise spec.SpecError."""
+
+    def call(self, func, *args, **kwargs):
+        """An API call under the shared retry policy with this provider's error classifier."""
+        return self.policy.call(func, self.classify, *args, **kwargs)
+
+    def classify(self, exc):
+        """(THROTTLED | TRANSIENT | FATAL, retry_after seconds or None) for an SDK exception."""
+        return FATAL, None
+
+    def region(self, spec):
+        """The region (or node, or zone) a deployment lives in."""
+        region = spec.get("region") or self.connection.get("region")
+        if not region:
+            raise ProviderError(f"region is required for {self.name}: set region or {self.name}.region")
+        return region
+
+    # The operations; every provider implements all of them.
+    def find(self, name, region):
+        """Records of the live members of deployment `name` in `region` (terminated ones excluded)."""
+        raise NotImplementedError
+
+    def list(self, region, tags=None):
+        """Records of every live deployment member in `region`, optionally only those with these tags."""
+        raise NotImplementedError
+
+    def create(self, spec, region, members):
+        """Create the members (names) of a deployment; return their records."""
+        raise NotImplementedError
+
+    def update_tags(self, records, tags, purge):
+        """Make each record's user tags equal `tags` (or a superset without purge)."""
+        raise NotImplementedError
+
+    def delete(self, records):
+        raise NotImplementedError
+
+    def start(self, records):
+        raise NotImplementedError
+
+    def stop(self, records):
+        raise NotImplementedError
+
+    def restart(self, records):
+        raise NotImplementedError
+
+    def refresh(self, records):
+        """Fresh records for these members (state, addresses)."""
+        raise NotImplementedError
+
+
+def load(name):
+    """The provider class for `name`, importing only that provider's module and SDK.
+
+    The imports are spelled out so that AnsiballZ finds and ships every provider file.
+    """
+    if name == "aws":
+        from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws import AwsProvider as cls
+    elif name == "proxmox":
+        from ansible_collections.lxcri.cloud.plugins.module_utils.providers.proxmox import ProxmoxProvider as cls
+    else:
+        raise ProviderError(f"provider '{name}' is not available in this version: use one of {', '.join(AVAILABLE)}")
+    return cls
+
+
+AVAILABLE = ("aws", "proxmox")

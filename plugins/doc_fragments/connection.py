@@ -152,10 +152,6 @@ options:
       storage:
         description: Storage for the disks of full clones; by default the template's own.
         type: str
-      bridge:
-        description: Bridge the first network interface is attached to.
-        type: str
-        default: vmbr0
       validate_certs:
         description: Verify the API's TLS certificate.
         type: bool

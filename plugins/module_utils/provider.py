@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import re
 
@@ -83,6 +84,21 @@ class Provider:
     def call(self, func, *args, **kwargs):
         """An API call under the shared retry policy with this provider's error classifier."""
         return self.policy.call(func, self.classify, *args, **kwargs)
+
+    def each(self, func, items, workers=8):
+        """func(item) for every item, in parallel with a bounded pool; results in order.
+
+        Every call runs to its end before the first failure is raised, so nothing is left half-watched.
+        """
+        items = list(items)
+        if len(items) <= 1:
+            return [func(item) for item in items]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+            futures = [pool.submit(func, item) for item in items]
+            concurrent.futures.wait(futures)
+        for future in futures:
+            future.result()
+        return [future.result() for future in futures]
 
     def classify(self, exc):
         """(THROTTLED | TRANSIENT | FATAL, retry_after seconds or None) for an SDK exception."""

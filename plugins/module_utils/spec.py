@@ -77,7 +77,6 @@ CONNECTION_FIELDS = {
         "region": _opt(env=["PROXMOX_NODE"]),
         "templates": _opt("dict"),
         "storage": _opt(),
-        "bridge": _opt(default="vmbr0"),
     },
 }
 

@@ -15,11 +15,13 @@ description:
     reports C(changed=false) when nothing had to change.
   - Portable sizes and images are mapped to each provider's own; native values pass through.
 author:
-  - lxcri.cloud developers
+  - lxcri.cloud developers (@lxcri)
 attributes:
   check_mode:
+    description: Reports what would change, and the records as they would be, without changing anything.
     support: full
   diff_mode:
+    description: Shows every member before and after, with state, size, image and tags.
     support: full
 options:
   provider:
@@ -139,15 +141,15 @@ deployments:
       returned: always
     region: {description: Region (node on Proxmox)., type: str, returned: always}
     zone: {description: Zone where the provider has zones., type: str, returned: always}
-    size: {description: Portable size, or null when the native size has none., type: str, returned: always}
+    size: {description: 'Portable size, or null when the native size has none.', type: str, returned: always}
     native_size: {description: The provider's own size., type: str, returned: always}
-    image: {description: Portable image name, or the native image., type: str, returned: always}
+    image: {description: 'Portable image name, or the native image.', type: str, returned: always}
     public_ip: {description: Public IPv4 address., type: str, returned: always}
     private_ip: {description: Private IPv4 address., type: str, returned: always}
     url: {description: URL of containers and functions., type: str, returned: always}
     tags: {description: User tags (without the collection's own lxcri- tags)., type: dict, returned: always}
-    created_at: {description: Creation time, ISO 8601 UTC., type: str, returned: always}
-    hourly_cost: {description: On-demand USD per hour, or null when unknown., type: float, returned: always}
+    created_at: {description: 'Creation time, ISO 8601 UTC.', type: str, returned: always}
+    hourly_cost: {description: 'On-demand USD per hour, or null when unknown.', type: float, returned: always}
 actions:
   description: Member names per step that the task took (or would take in check mode).
   returned: always

@@ -12,12 +12,13 @@ description:
   - Returns the live members of one deployment by O(name), of every deployment whose members carry O(tags),
     or of every deployment of the collection in a region.
 author:
-  - lxcri.cloud developers
+  - lxcri.cloud developers (@lxcri)
 attributes:
   check_mode:
+    description: The module changes nothing, in check mode or not.
     support: full
-    details: The module changes nothing.
   diff_mode:
+    description: Nothing changes, so there is no diff.
     support: none
 options:
   provider:

@@ -76,7 +76,7 @@ class ProxmoxProvider(Provider):
             raise ProviderError(f"proxmox.endpoint must be an https URL such as https://pve.example.com:8006, got {conn['endpoint']}")
         auth = {}
         if conn.get("token_id") and conn.get("token_secret"):
-            user, _, token_name = conn["token_id"].partition("!")
+            user, _sep, token_name = conn["token_id"].partition("!")
             if not token_name:
                 raise ProviderError("proxmox.token_id must look like user@realm!tokenname")
             auth = {"user": user, "token_name": token_name, "token_value": conn["token_secret"]}

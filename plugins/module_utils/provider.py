@@ -66,6 +66,7 @@ class Provider:
     """
 
     name = ""
+    title = ""
     NATIVE_SIZE = re.compile(r"^$")
     NATIVE_SIZE_EXAMPLE = ""
     NATIVE_IMAGE = re.compile(r"^$")
@@ -83,7 +84,20 @@ class Provider:
 
     def call(self, func, *args, **kwargs):
         """An API call under the shared retry policy with this provider's error classifier."""
-        return self.policy.call(func, self.classify, *args, **kwargs)
+        try:
+            return self.policy.call(func, self.classify, *args, **kwargs)
+        except Exception as exc:
+            if self.unreachable(exc):
+                endpoint = self.connection.get("endpoint") or "its default endpoint"
+                raise ProviderError(
+                    f"cannot reach the {self.name} API at {endpoint} (set by {self.name}.endpoint or "
+                    f"LXCRI_{self.name.upper()}_ENDPOINT): {exc}"
+                ) from exc
+            raise
+
+    def unreachable(self, exc):
+        """True when nothing answers at the endpoint at all (not worth a retry)."""
+        return False
 
     def each(self, func, items, workers=8):
         """func(item) for every item, in parallel with a bounded pool; results in order.
@@ -103,6 +117,9 @@ class Provider:
     def classify(self, exc):
         """(THROTTLED | TRANSIENT | FATAL, retry_after seconds or None) for an SDK exception."""
         return FATAL, None
+
+    def native_size(self, spec):
+        return catalog.native_size(self.name, spec["size"])
 
     def region(self, spec):
         """The region (or node, or zone) a deployment lives in."""

@@ -130,13 +130,15 @@ def validate_tags(tags):
     return {str(key): str(value) for key, value in tags.items()}
 
 
-def validate_choice(option, value, portable, native_pattern, native_example, provider):
+def validate_choice(option, value, portable, provider_class):
     """A portable value, or a value that looks like the provider's own; anything else is an error."""
-    if value in portable or native_pattern.match(value or ""):
+    native = getattr(provider_class, f"NATIVE_{option.upper()}")
+    if value in portable or native.match(value or ""):
         return value
+    example = getattr(provider_class, f"NATIVE_{option.upper()}_EXAMPLE")
     raise SpecError(
-        f"{option} '{value}' is not valid for {provider}: use one of {', '.join(portable)} "
-        f"or a {provider} {option} such as {native_example}"
+        f"{option} '{value}' is not valid for {provider_class.name}: use one of {', '.join(portable)} "
+        f"or a native {provider_class.title} {option} such as {example}"
     )
 
 
@@ -149,12 +151,8 @@ def validate_deployment(params, provider_class):
     spec["tags"] = validate_tags(spec.get("tags") or {})
     if spec.get("wait_timeout", 1) <= 0:
         raise SpecError(f"wait_timeout must be more than 0 seconds, got {spec['wait_timeout']}")
-    spec["size"] = validate_choice(
-        "size", spec["size"], PORTABLE_SIZES, provider_class.NATIVE_SIZE, provider_class.NATIVE_SIZE_EXAMPLE, provider_class.name
-    )
-    spec["image"] = validate_choice(
-        "image", spec["image"], PORTABLE_IMAGES, provider_class.NATIVE_IMAGE, provider_class.NATIVE_IMAGE_EXAMPLE, provider_class.name
-    )
+    spec["size"] = validate_choice("size", spec["size"], PORTABLE_SIZES, provider_class)
+    spec["image"] = validate_choice("image", spec["image"], PORTABLE_IMAGES, provider_class)
     if spec.get("ssh_public_key") and spec.get("user_data"):
         raise SpecError("ssh_public_key and user_data are mutually exclusive: put the key into your cloud-config user_data")
     spec["cloud_init"] = cloud_init(spec)

@@ -37,6 +37,7 @@ def _tags(instance):
 
 class AwsProvider(Provider):
     name = "aws"
+    title = "AWS"
     NATIVE_SIZE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
     NATIVE_SIZE_EXAMPLE = "t3.micro"
     NATIVE_IMAGE = re.compile(r"^ami-[0-9a-f]{8,17}$")
@@ -87,16 +88,16 @@ class AwsProvider(Provider):
             if error.get("Code") in TRANSIENT_CODES or status >= 500:
                 return TRANSIENT, retry_after
             return FATAL, None
-        if isinstance(exc, botocore.exceptions.EndpointConnectionError) and not isinstance(
-            exc, botocore.exceptions.ConnectionClosedError
-        ):
-            return FATAL, None  # nothing listens there: retrying would only delay the error
+        if self.unreachable(exc):
+            return FATAL, None
         if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
             return TRANSIENT, None
         return FATAL, None
 
-    def native_size(self, spec):
-        return catalog.native_size(self.name, spec["size"])
+    def unreachable(self, exc):
+        return isinstance(exc, botocore.exceptions.EndpointConnectionError) and not isinstance(
+            exc, botocore.exceptions.ConnectionClosedError
+        )
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ def _tag_list(text):
 
 class ProxmoxProvider(Provider):
     name = "proxmox"
+    title = "Proxmox"
     NATIVE_SIZE = SIZE
     NATIVE_SIZE_EXAMPLE = "2c4096m (2 cores, 4096 MiB)"
     NATIVE_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
@@ -113,16 +114,16 @@ class ProxmoxProvider(Provider):
             if exc.status_code in (502, 503, 504) or (exc.status_code == 500 and not FATAL_500.search(str(exc))):
                 return TRANSIENT, None
             return FATAL, None
+        if self.unreachable(exc):
+            return FATAL, None
         if isinstance(exc, requests.exceptions.ConnectionError):
-            if "refused" in str(exc).lower():
-                return FATAL, None  # nothing listens there: retrying would only delay the error
             return TRANSIENT, None
         if isinstance(exc, requests.exceptions.Timeout):
             return TRANSIENT, None
         return FATAL, None
 
-    def native_size(self, spec):
-        return catalog.native_size(self.name, spec["size"])
+    def unreachable(self, exc):
+        return isinstance(exc, requests.exceptions.ConnectionError) and "refused" in str(exc).lower()
 
     def region(self, spec):
         node = super().region(spec)

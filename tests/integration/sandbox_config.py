@@ -1,0 +1,39 @@
+"""Write ansible-test's integration_config.yml for the sandbox from `scripts/sandbox env`.
+
+ansible-test hands targets a filtered environment, so the connection dicts reach them as variables.
+Usage: python sandbox_config.py SANDBOX_COMMAND PROVIDER... > integration_config.yml
+"""
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+sandbox, providers = sys.argv[1], sys.argv[2:]
+env = {}
+for line in subprocess.run([sandbox, "env"], check=True, capture_output=True, text=True).stdout.splitlines():
+    if line.startswith("export "):
+        name, _, value = line[len("export "):].partition("=")
+        env[name] = shlex.split(value)[0] if value else ""
+
+connection = {
+    "aws": {"region": "us-east-1", "endpoint": env.get("LXCRI_AWS_ENDPOINT"),
+            "access_key": env.get("AWS_ACCESS_KEY_ID"), "secret_key": env.get("AWS_SECRET_ACCESS_KEY")},
+    "proxmox": {"region": "pve1", "endpoint": env.get("LXCRI_PROXMOX_ENDPOINT"), "token_id": env.get("PROXMOX_TOKEN_ID"),
+                "token_secret": env.get("PROXMOX_TOKEN_SECRET"), "ca_bundle": env.get("LXCRI_PROXMOX_CA_BUNDLE")},
+}
+config = {
+    "lxcri_sandbox": os.path.abspath(sandbox),
+    "lxcri_test_providers": providers,
+    "lxcri_connection": {p: connection[p] for p in providers},
+    "lxcri_unreachable": {"aws": "http://127.0.0.1:9", "proxmox": "https://127.0.0.1:9"},
+    "lxcri_no_credentials": {
+        "aws": {"access_key": None, "secret_key": None, "session_token": None, "profile": None},
+        "proxmox": {"token_id": None, "token_secret": None, "user": None, "password": None},
+    },
+    "lxcri_no_credentials_env": {
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+    },
+    "lxcri_vm_resource_type": {"aws": "instances", "proxmox": "qemu"},
+}
+json.dump(config, sys.stdout, indent=2)

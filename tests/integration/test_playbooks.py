@@ -1,0 +1,69 @@
+"""The playbooks as a user runs them: `eval "$(scripts/sandbox env)"` and nothing else."""
+import os
+import re
+import shlex
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SANDBOX = os.path.join(ROOT, "scripts", "sandbox")
+PROVIDERS = os.environ.get("LXCRI_TEST_PROVIDERS", "aws proxmox").split()
+SECRET_NAMES = re.compile(r"SECRET|PASSWORD|(?<!_ID)TOKEN$|TOKEN_SECRET")
+
+
+def sandbox_env():
+    out = subprocess.run([SANDBOX, "env"], check=True, capture_output=True, text=True).stdout
+    env = {}
+    for line in out.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].partition("=")
+            env[name] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="module")
+def env():
+    sandbox = sandbox_env()
+    run_env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "PROXMOX_", "LXCRI_"))}
+    run_env.update(sandbox)
+    run_env["ANSIBLE_CONFIG"] = os.path.join(ROOT, "ansible.cfg")
+    return run_env, sandbox
+
+
+def playbook(env, name, provider, *extra):
+    cmd = [
+        os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), os.path.join(ROOT, "playbooks", name),
+        "-e", f"provider={provider}", "-e", f"@{os.path.join(ROOT, 'config', 'cloud', provider + '.yaml')}", *extra,
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+
+
+def recap(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    match = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+).*failed=(\d+)", result.stdout)
+    assert match, result.stdout[-2000:]
+    return {"ok": int(match.group(1)), "changed": int(match.group(2)), "failed": int(match.group(3))}
+
+
+def sandbox_state():
+    import json
+
+    return json.loads(subprocess.run([SANDBOX, "state"], check=True, capture_output=True, text=True).stdout)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_deploy_twice_then_destroy_with_environment_only(env, provider):
+    run_env, sandbox = env
+    first = playbook(run_env, "deploy.yml", provider, "-vvvv")
+    assert recap(first)["changed"] >= 1
+    secrets = [value for name, value in sandbox.items() if SECRET_NAMES.search(name) and len(value) >= 8]
+    assert secrets, "the sandbox exported no secret to look for"
+    for secret in secrets:
+        assert secret not in first.stdout + first.stderr, "a credential from scripts/sandbox env appears at -vvvv"
+    assert "demo-web-2" in first.stdout  # the records table names both members
+    second = playbook(run_env, "deploy.yml", provider)
+    assert recap(second)["changed"] == 0
+    gone = playbook(run_env, "destroy.yml", provider)
+    assert recap(gone)["changed"] >= 1
+    assert [ids for ids in sandbox_state()[provider].values() if ids] == []

@@ -42,7 +42,7 @@ integration: collection sandbox
 	scripts/integration
 
 molecule: collection sandbox
-	cd extensions && $(CURDIR)/$(BIN)/molecule test --all
+	scripts/molecule
 
 demo: collection sandbox
 	scripts/demo

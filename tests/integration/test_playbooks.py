@@ -17,7 +17,7 @@ def sandbox_env():
     env = {}
     for line in out.splitlines():
         if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
+            name, _sep, value = line[len("export "):].partition("=")
             env[name] = shlex.split(value)[0] if value else ""
     return env
 

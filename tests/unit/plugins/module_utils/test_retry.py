@@ -73,7 +73,7 @@ def test_retry_after_is_honoured():
 def test_full_jitter_stays_within_the_exponential_cap():
     p = RetryPolicy(base=0.5, cap=4.0)
     for attempt in range(1, 10):
-        for _ in range(50):
+        for _sample in range(50):
             assert 0 <= p.delay(attempt) <= min(4.0, 0.5 * 2 ** attempt)
 
 

@@ -48,7 +48,7 @@ PROVIDERS = [
     Provider("proxmox", 8006, True, pve.command, pve.HEALTH_PATH, pve.classify, pve.shape, pve.state, pve.reset,
              pve.env, pve.make_secrets, backend_https=True, ready_url=pve.ready_url, sources=pve.SOURCES),
     # Our own emulators, one line each (tests/sandbox/emulators/<p>.py):
-    # own_emulator("azure", 4567, https=True, **own.AZURE),
+    own_emulator("azure", 4567, https=True, **own.AZURE),
     own_emulator("gcp", 4568, https=False, **own.GCP),
     own_emulator("digitalocean", 4569, https=True, **own.DIGITALOCEAN),
 ]

@@ -87,7 +87,9 @@ options:
         description: Service account key file. Falls back to E(GOOGLE_APPLICATION_CREDENTIALS).
         type: path
       region:
-        description: Default zone or region. Falls back to E(CLOUDSDK_COMPUTE_ZONE), then E(CLOUDSDK_COMPUTE_REGION).
+        description:
+          - A zone such as V(us-central1-a), or a region such as V(us-central1), which means its first zone in
+            alphabetical order. Falls back to E(CLOUDSDK_COMPUTE_ZONE), then E(CLOUDSDK_COMPUTE_REGION).
         type: str
       endpoint:
         description: API base URL. Falls back to E(LXCRI_GCP_ENDPOINT).

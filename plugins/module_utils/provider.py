@@ -169,6 +169,10 @@ def load(name):
     """
     if name == "aws":
         from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws import AwsProvider as cls
+    elif name == "digitalocean":
+        from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import DigitalOceanProvider as cls
+    elif name == "gcp":
+        from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp import GcpProvider as cls
     elif name == "proxmox":
         from ansible_collections.lxcri.cloud.plugins.module_utils.providers.proxmox import ProxmoxProvider as cls
     else:
@@ -176,4 +180,4 @@ def load(name):
     return cls
 
 
-AVAILABLE = ("aws", "proxmox")
+AVAILABLE = ("aws", "digitalocean", "gcp", "proxmox")

@@ -19,6 +19,10 @@ for line in subprocess.run([sandbox, "env"], check=True, capture_output=True, te
 connection = {
     "aws": {"region": "us-east-1", "endpoint": env.get("LXCRI_AWS_ENDPOINT"),
             "access_key": env.get("AWS_ACCESS_KEY_ID"), "secret_key": env.get("AWS_SECRET_ACCESS_KEY")},
+    "digitalocean": {"region": "fra1", "endpoint": env.get("LXCRI_DIGITALOCEAN_ENDPOINT"), "token": env.get("DIGITALOCEAN_TOKEN"),
+                     "ca_bundle": env.get("LXCRI_DIGITALOCEAN_CA_BUNDLE")},
+    "gcp": {"region": "us-central1-a", "endpoint": env.get("LXCRI_GCP_ENDPOINT"), "project": env.get("GOOGLE_CLOUD_PROJECT"),
+            "credentials_file": env.get("GOOGLE_APPLICATION_CREDENTIALS")},
     "proxmox": {"region": "pve1", "endpoint": env.get("LXCRI_PROXMOX_ENDPOINT"), "token_id": env.get("PROXMOX_TOKEN_ID"),
                 "token_secret": env.get("PROXMOX_TOKEN_SECRET"), "ca_bundle": env.get("LXCRI_PROXMOX_CA_BUNDLE")},
 }
@@ -26,14 +30,18 @@ config = {
     "lxcri_sandbox": os.path.abspath(sandbox),
     "lxcri_test_providers": providers,
     "lxcri_connection": {p: connection[p] for p in providers},
-    "lxcri_unreachable": {"aws": "http://127.0.0.1:9", "proxmox": "https://127.0.0.1:9"},
+    "lxcri_unreachable": {"aws": "http://127.0.0.1:9", "digitalocean": "https://127.0.0.1:9", "gcp": "http://127.0.0.1:9", "proxmox": "https://127.0.0.1:9"},
     "lxcri_no_credentials": {
         "aws": {"access_key": None, "secret_key": None, "session_token": None, "profile": None},
+        "digitalocean": {"token": None},
+        "gcp": {"credentials_file": None},
         "proxmox": {"token_id": None, "token_secret": None, "user": None, "password": None},
     },
     "lxcri_no_credentials_env": {
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+        "DIGITALOCEAN_TOKEN": "", "DIGITALOCEAN_ACCESS_TOKEN": "", "DO_API_TOKEN": "",
+        "GOOGLE_APPLICATION_CREDENTIALS": "", "CLOUDSDK_CONFIG": "/nonexistent", "NO_GCE_CHECK": "True",
     },
-    "lxcri_vm_resource_type": {"aws": "instances", "proxmox": "qemu"},
+    "lxcri_vm_resource_type": {"aws": "instances", "digitalocean": "droplets", "gcp": "instances", "proxmox": "qemu"},
 }
 json.dump(config, sys.stdout, indent=2)

@@ -8,7 +8,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SANDBOX = os.path.join(ROOT, "scripts", "sandbox")
-PROVIDERS = os.environ.get("LXCRI_TEST_PROVIDERS", "aws proxmox").split()
+PROVIDERS = os.environ.get("LXCRI_TEST_PROVIDERS") or open(os.path.join(ROOT, "tests", "providers"), encoding="utf-8").read()
+PROVIDERS = PROVIDERS.split()
 SECRET_NAMES = re.compile(r"SECRET|PASSWORD|(?<!_ID)TOKEN$|TOKEN_SECRET")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import record
-from ansible_collections.lxcri.cloud.plugins.module_utils.spec import member_index, member_names
+from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SERVICE_KINDS, member_index, member_names, service_config
 from ansible_collections.lxcri.cloud.plugins.module_utils.wait import wait_for
 
 # The states a member should reach under each requested state, and what to do with members outside it.
@@ -89,9 +89,11 @@ class Convergence:
         self.deadline = time.monotonic() + spec["wait_timeout"]
 
     def run(self):
+        if self.spec["kind"] in SERVICE_KINDS and self.spec["kind"] not in self.provider.MEMBER_KINDS:
+            return self.run_service()
         spec = self.spec
         region = self.provider.region(spec)
-        current = sorted(self.provider.find(spec["name"], region), key=_order)
+        current = sorted(self.provider.find(spec["name"], region, spec["kind"]), key=_order)
         steps = plan(current, spec)
         predicted = predict(self.provider, current, steps, spec, region)
         changed = any(steps.values())
@@ -139,7 +141,7 @@ class Convergence:
             provider.stop(created)
         if spec["state"] == "absent":
             return [dict(rec, state="terminated", public_ip=None, hourly_cost=None) for rec in steps["delete"]]
-        members = sorted(provider.find(spec["name"], region), key=_order)
+        members = sorted(provider.find(spec["name"], region, spec["kind"]), key=_order)
         if spec["wait"]:
             target = TARGET.get(spec["state"])
             members = self.settle(members, {target} if target else {"running", "stopped"}, "")
@@ -163,3 +165,78 @@ class Convergence:
             lambda: self.provider.refresh(records), done, what, max(0.0, self.deadline - time.monotonic()),
             maximum=self.provider.POLL_MAX, describe=describe,
         )
+
+    # -- containers and functions: one resource per deployment, `count` replicas ---------------------
+
+    def run_service(self):
+        """Converge a container or function deployment: create, update in place (or recreate where the
+        provider cannot update, saying so), tag, power, remove."""
+        provider, spec = self.provider, self.spec
+        region = provider.region(spec)
+        found = provider.find(spec["name"], region, spec["kind"])
+        current = found[0] if found else None
+        have = provider.service_config(current) if current else {}
+        want = service_config(spec)
+        target = TARGET.get(spec["state"])
+        steps = {step: [] for step in ("create", "update", "delete", "tag", "start", "stop", "restart")}
+        changes = []
+        if spec["state"] == "absent" or spec["count"] == 0:
+            if current:
+                steps["delete"] = [current]
+        elif current is None:
+            steps["create"] = [spec["name"]]
+        else:
+            changes = sorted(key for key in want if have.get(key) != want[key])
+            if changes:
+                steps["update"] = [current]
+            if wanted_tags(current["tags"], spec["tags"], spec["purge_tags"]) != current["tags"]:
+                steps["tag"] = [current]
+            if spec["state"] == "restarted":
+                steps["restart"] = [current]
+            elif target == "running" and current["state"] == "stopped":
+                steps["start"] = [current]
+            elif target == "stopped" and current["state"] != "stopped":
+                steps["stop"] = [current]
+        before = dict(have, state=current["state"], tags=current["tags"]) if current else {}
+        after = {} if steps["delete"] or (not current and not steps["create"]) else dict(
+            want, state=target or (current or {}).get("state") or "running",
+            tags=wanted_tags(current["tags"] if current else {}, spec["tags"], spec["purge_tags"]),
+        )
+        result = {
+            "changed": any(steps.values()),
+            "actions": {step: [spec["name"]] for step, items in steps.items() if items},
+            "changes": changes,
+            "recreated": False,
+            "drift": [],
+            "diff": {"before": {spec["name"]: before} if before else {}, "after": {spec["name"]: after} if after else {}},
+        }
+        if self.check_mode or not result["changed"]:
+            result["deployments"] = [current] if current and not (self.check_mode and steps["delete"]) else []
+            return result
+        result["deployments"] = self.apply_service(steps, region, current, changes, result)
+        return result
+
+    def apply_service(self, steps, region, current, changes, result):
+        provider, spec = self.provider, self.spec
+        if steps["delete"]:
+            provider.delete(steps["delete"])
+            if spec["wait"]:
+                self.settle(steps["delete"], {"terminated"}, "deletion of")
+            return [dict(current, state="terminated", url=None, public_ip=None, hourly_cost=None)]
+        if steps["create"]:
+            current = provider.create(spec, region, steps["create"])[0]
+        if steps["update"]:
+            current, result["recreated"] = provider.update_service(current, spec, changes)
+        if steps["tag"]:
+            provider.update_tags([current], spec["tags"], spec["purge_tags"])
+        target = TARGET.get(spec["state"])
+        if target == "stopped" and (steps["create"] or steps["update"] or steps["stop"]):
+            if spec["wait"] and (steps["create"] or steps["update"]):
+                self.settle([current], {"running", "stopped"}, "deployment of")
+            provider.stop([current])
+        for step in ("start", "restart"):
+            if steps[step]:
+                getattr(provider, step)([current])
+        if not spec["wait"]:
+            return provider.refresh([current])
+        return self.settle([current], {target} if target else {"running", "stopped"}, "")

@@ -71,6 +71,9 @@ class Provider:
     NATIVE_SIZE_EXAMPLE = ""
     NATIVE_IMAGE = re.compile(r"^$")
     NATIVE_IMAGE_EXAMPLE = ""
+    # Kinds deployed as count members named <name>-<i> (VMs everywhere; Proxmox LXC containers too); the
+    # other kinds are one service per deployment with count replicas.
+    MEMBER_KINDS = ("vm",)
     # How often to look at a resource that is changing state, at most (seconds).
     POLL_MAX = 5.0
 
@@ -128,9 +131,30 @@ class Provider:
             raise ProviderError(f"region is required for {self.name}: set region or {self.name}.region")
         return region
 
-    # The operations; every provider implements all of them.
-    def find(self, name, region):
-        """Records of the live members of deployment `name` in `region` (terminated ones excluded)."""
+    # The operations; every provider implements all of them. Methods that take records act on VMs and on
+    # services (containers, functions) alike, by each record's kind.
+    def find(self, name, region, kind="vm"):
+        """Records of deployment `name` of this kind in `region` (terminated ones excluded): the members
+        of a VM deployment, the one record of a container or function deployment."""
+        if kind in self.MEMBER_KINDS:
+            return self.find_members(name, region, kind)
+        return self.find_service(name, region, kind)
+
+    def find_members(self, name, region, kind="vm"):
+        raise NotImplementedError
+
+    def find_service(self, name, region, kind):
+        """[record] of the container or function deployment `name`, or []."""
+        raise NotImplementedError
+
+    def service_config(self, rec):
+        """The portable settings of a service as spec.service_config(spec) spells them, read back from the
+        provider; `replicas` is the configured count even while the service is stopped."""
+        raise NotImplementedError
+
+    def update_service(self, rec, spec, changes):
+        """Bring a service to the spec (`changes` names the differing settings), keeping its power state;
+        return (record, recreated): recreated is True where the provider cannot update in place."""
         raise NotImplementedError
 
     def list(self, region, tags=None):

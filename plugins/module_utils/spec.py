@@ -4,14 +4,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import json
+import os
 import re
+import zipfile
 
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.lxcri.cloud.plugins.module_utils.catalog import PORTABLE_IMAGES, PORTABLE_SIZES
 
 PROVIDERS = ("aws", "azure", "gcp", "digitalocean", "proxmox")
-KINDS = ("vm",)
+KINDS = ("vm", "container", "function")
+SERVICE_KINDS = ("container", "function")
 STATES = ("present", "absent", "running", "stopped", "restarted")
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 TAG_PREFIX = "lxcri-"
@@ -89,6 +96,28 @@ def connection_argument_spec():
     }
 
 
+CONTAINER_OPTIONS = {
+    "image": {"type": "str"},
+    "port": {"type": "int", "default": 80},
+    "env": {"type": "dict", "default": {}},
+    "secret_env": {"type": "dict", "default": {}, "no_log": True},
+    "cpu": {"type": "float", "default": 0.25},
+    "memory": {"type": "int", "default": 512},
+    "command": {"type": "list", "elements": "str"},
+    "public": {"type": "bool", "default": True},
+}
+
+FUNCTION_OPTIONS = {
+    "runtime": {"type": "str"},
+    "handler": {"type": "str"},
+    "code": {"type": "path"},
+    "env": {"type": "dict", "default": {}},
+    "memory": {"type": "int", "default": 128},
+    "timeout": {"type": "int", "default": 3},
+    "url": {"type": "bool", "default": False},
+}
+
+
 def deployment_argument_spec():
     return {
         "provider": {"type": "str", "required": True, "choices": list(PROVIDERS)},
@@ -102,6 +131,8 @@ def deployment_argument_spec():
         "purge_tags": {"type": "bool", "default": True},
         "ssh_public_key": {"type": "str", "no_log": False},
         "user_data": {"type": "str"},
+        "container": {"type": "dict", "options": CONTAINER_OPTIONS},
+        "function": {"type": "dict", "options": FUNCTION_OPTIONS},
         "state": {"type": "str", "default": "present", "choices": list(STATES)},
         "wait": {"type": "bool", "default": True},
         "wait_timeout": {"type": "int", "default": 600},
@@ -142,6 +173,10 @@ def validate_choice(option, value, portable, provider_class):
     )
 
 
+# Which providers deploy which kind: validation answers from here before any SDK loads.
+KIND_PROVIDERS = {"vm": PROVIDERS, "container": (), "function": ()}
+
+
 def validate_deployment(params, provider_class):
     """Check everything that can be checked without calling the provider; return normalized params."""
     spec = dict(params)
@@ -151,13 +186,108 @@ def validate_deployment(params, provider_class):
     spec["tags"] = validate_tags(spec.get("tags") or {})
     if spec.get("wait_timeout", 1) <= 0:
         raise SpecError(f"wait_timeout must be more than 0 seconds, got {spec['wait_timeout']}")
-    spec["size"] = validate_choice("size", spec["size"], PORTABLE_SIZES, provider_class)
-    spec["image"] = validate_choice("image", spec["image"], PORTABLE_IMAGES, provider_class)
-    if spec.get("ssh_public_key") and spec.get("user_data"):
-        raise SpecError("ssh_public_key and user_data are mutually exclusive: put the key into your cloud-config user_data")
-    spec["cloud_init"] = cloud_init(spec)
+    kind = spec.get("kind") or "vm"
+    if provider_class.name not in KIND_PROVIDERS[kind]:
+        raise SpecError(
+            f"kind '{kind}' is not supported on {provider_class.name}: {kind} deployments run on "
+            f"{', '.join(KIND_PROVIDERS[kind]) or 'no provider in this version'}"
+        )
+    if kind == "vm":
+        spec["size"] = validate_choice("size", spec["size"], PORTABLE_SIZES, provider_class)
+        spec["image"] = validate_choice("image", spec["image"], PORTABLE_IMAGES, provider_class)
+        if spec.get("ssh_public_key") and spec.get("user_data"):
+            raise SpecError("ssh_public_key and user_data are mutually exclusive: put the key into your cloud-config user_data")
+        spec["cloud_init"] = cloud_init(spec)
+    else:
+        for option in ("ssh_public_key", "user_data"):
+            if spec.get(option):
+                raise SpecError(f"{option} applies to kind vm only, not to kind {kind}")
+        spec[kind] = VALIDATE_SERVICE[kind](dict(spec.get(kind) or {}))
+        if kind == "function" and spec["count"] not in (0, 1):
+            raise SpecError(f"count of a function is 1 (or 0 to remove it), got {spec['count']}")
     provider_class.validate(spec)
     return spec
+
+
+def _validate_container(container):
+    if not container.get("image"):
+        raise SpecError("container.image is required for kind container, e.g. container: {image: nginx:1.27, port: 80}")
+    if not 0 < container.get("port", 80) < 65536:
+        raise SpecError(f"container.port must be between 1 and 65535, got {container['port']}")
+    if container.get("cpu", 0.25) <= 0:
+        raise SpecError(f"container.cpu must be more than 0 (vCPUs, e.g. 0.25), got {container['cpu']}")
+    if container.get("memory", 512) <= 0:
+        raise SpecError(f"container.memory must be more than 0 (MiB, e.g. 512), got {container['memory']}")
+    for option in ("env", "secret_env"):
+        container[option] = {str(k): str(v) for k, v in (container.get(option) or {}).items()}
+    return container
+
+
+def _validate_function(function):
+    for option in ("runtime", "handler", "code"):
+        if not function.get(option):
+            raise SpecError(
+                f"function.{option} is required for kind function, e.g. function: "
+                "{runtime: python3.12, handler: app.handler, code: files/app}"
+            )
+    if not os.path.exists(function["code"]):
+        raise SpecError(f"function.code '{function['code']}' does not exist: give a .zip file or a directory")
+    if function.get("memory", 128) < 128 or function.get("timeout", 3) <= 0:
+        raise SpecError(
+            f"function.memory must be at least 128 (MiB) and function.timeout more than 0 (seconds), "
+            f"got {function.get('memory')} and {function.get('timeout')}"
+        )
+    function["env"] = {str(k): str(v) for k, v in (function.get("env") or {}).items()}
+    function["zip"] = package_code(function["code"])
+    # Lambda reports its code as the base64 SHA-256 of the zip: the same digest tells "unchanged".
+    function["code_sha256"] = base64.b64encode(hashlib.sha256(function["zip"]).digest()).decode()
+    return function
+
+
+def package_code(path):
+    """The bytes of a zip of `path`: a .zip as it is; a directory zipped with fixed dates and order,
+    so that the same files always give the same zip (and the same digest)."""
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            return handle.read()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for folder, dirs, files in sorted(os.walk(path)):
+            dirs.sort()
+            for filename in sorted(files):
+                full = os.path.join(folder, filename)
+                info = zipfile.ZipInfo(os.path.relpath(full, path), date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = (0o755 if os.access(full, os.X_OK) else 0o644) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with open(full, "rb") as handle:
+                    archive.writestr(info, handle.read())
+    return buffer.getvalue()
+
+
+VALIDATE_SERVICE = {"container": _validate_container, "function": _validate_function}
+
+
+def secret_fingerprint(secret_env):
+    """A short digest of the secret environment: stored beside the service so changes show without the values."""
+    blob = json.dumps(sorted((secret_env or {}).items())).encode()
+    return hashlib.sha256(blob).hexdigest()[:16] if secret_env else ""
+
+
+def service_config(spec):
+    """The portable settings of a container or function, as providers report them back for comparison."""
+    if spec["kind"] == "container":
+        container = spec["container"]
+        return {
+            "image": container["image"], "port": container["port"], "env": container["env"],
+            "secret_env": secret_fingerprint(container["secret_env"]), "cpu": float(container["cpu"]),
+            "memory": container["memory"], "command": list(container.get("command") or []),
+            "public": container["public"], "replicas": spec["count"],
+        }
+    function = spec["function"]
+    return {
+        "runtime": function["runtime"], "handler": function["handler"], "code": function.get("code_sha256"),
+        "env": function["env"], "memory": function["memory"], "timeout": function["timeout"], "url": function["url"],
+    }
 
 
 def cloud_init(spec):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: deployment
-short_description: Deploy VMs on AWS, Azure, GCP, DigitalOcean or Proxmox VE from one portable spec
+short_description: Deploy VMs, containers and functions on AWS, Azure, GCP, DigitalOcean or Proxmox VE from one portable spec
 version_added: 0.1.0
 description:
-  - Creates, scales, tags, starts, stops, restarts and removes a deployment of O(count) VMs on one provider.
+  - Creates, scales, tags, starts, stops, restarts and removes a deployment of O(count) VMs on one provider,
+    or one container service with O(count) replicas, or one function.
   - A deployment is identified by O(provider), O(region) and O(name). Its members are named V(<name>-1) to
     V(<name>-<count>) and carry the tag V(lxcri-deployment=<name>), so re-running a task converges and
     reports C(changed=false) when nothing had to change.
@@ -35,10 +36,14 @@ options:
     type: str
     required: true
   kind:
-    description: What to deploy.
+    description:
+      - What to deploy. V(container) runs O(container.image) on the provider's container service (ECS on
+        Fargate, Container Instances, Cloud Run, App Platform, LXC on Proxmox); V(function) deploys
+        O(function.code) as an AWS Lambda function. A deployment is found by its name and kind, so
+        O(state=absent) removes only deployments of the given kind.
     type: str
     default: vm
-    choices: [vm]
+    choices: [vm, container, function]
   size:
     description:
       - Portable size V(small), V(medium), V(large) or V(xlarge), or the provider's own type
@@ -73,6 +78,75 @@ options:
   user_data:
     description: Cloud-init user data for new members.
     type: str
+  container:
+    description:
+      - The container of a O(kind=container) deployment. Changing any of it updates the service in place
+        (a new task definition revision, Cloud Run revision or app deployment) or, where the provider cannot
+        update (Azure Container Instances), recreates it and says so in C(recreated).
+    type: dict
+    suboptions:
+      image:
+        description: Container image, for example V(nginx:1.27) or V(ghcr.io/acme/web:2).
+        type: str
+      port:
+        description: Port the container listens on.
+        type: int
+        default: 80
+      env:
+        description: Environment variables.
+        type: dict
+        default: {}
+      secret_env:
+        description:
+          - Secret environment variables, passed the provider's secure way where it has one. Never shown in
+            results or diffs; a digest of them tells whether they changed.
+        type: dict
+        default: {}
+      cpu:
+        description: vCPUs per replica, for example V(0.25).
+        type: float
+        default: 0.25
+      memory:
+        description: Memory per replica in MiB.
+        type: int
+        default: 512
+      command:
+        description: Command that replaces the image's entry point arguments.
+        type: list
+        elements: str
+      public:
+        description: Reachable from the internet (a public IP, a public URL, unauthenticated invocations).
+        type: bool
+        default: true
+  function:
+    description: The function of a O(kind=function) deployment (AWS Lambda).
+    type: dict
+    suboptions:
+      runtime:
+        description: Runtime, for example V(python3.12).
+        type: str
+      handler:
+        description: Handler, for example V(app.handler).
+        type: str
+      code:
+        description: A .zip file, or a directory that the module zips (the same files give the same zip).
+        type: path
+      env:
+        description: Environment variables.
+        type: dict
+        default: {}
+      memory:
+        description: Memory in MiB.
+        type: int
+        default: 128
+      timeout:
+        description: Timeout in seconds.
+        type: int
+        default: 3
+      url:
+        description: Give the function a public URL (returned as C(url)).
+        type: bool
+        default: false
   state:
     description:
       - V(present) makes the members exist (new ones run), V(running) and V(stopped) also set their power state,
@@ -114,6 +188,30 @@ EXAMPLES = r"""
     state: stopped
     aws:
       region: eu-west-1
+
+- name: A container with two replicas, reachable on its URL
+  lxcri.cloud.deployment:
+    provider: gcp
+    name: api
+    kind: container
+    count: 2
+    container:
+      image: ghcr.io/acme/api:1.4
+      port: 8080
+      env: {LOG_LEVEL: info}
+      secret_env: {DB_PASSWORD: "{{ vault_db_password }}"}
+  register: api
+
+- name: A Lambda function with a URL
+  lxcri.cloud.deployment:
+    provider: aws
+    name: hook
+    kind: function
+    function:
+      runtime: python3.12
+      handler: app.handler
+      code: files/hook
+      url: true
 
 - name: Remove the deployment
   lxcri.cloud.deployment:
@@ -160,6 +258,16 @@ drift:
   returned: always
   type: list
   elements: str
+changes:
+  description: Settings of a container or function that differed from the spec and were (or would be) updated.
+  returned: when O(kind) is V(container) or V(function)
+  type: list
+  elements: str
+  sample: [image, env]
+recreated:
+  description: The container service had to be deleted and created again to apply the changes.
+  returned: when O(kind) is V(container) or V(function)
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule

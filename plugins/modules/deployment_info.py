@@ -29,6 +29,10 @@ options:
   name:
     description: Deployment name; without it, every deployment in the region (filtered by O(tags)).
     type: str
+  kind:
+    description: Only deployments of this kind; by default every kind the provider deploys.
+    type: str
+    choices: [vm, container, function]
   tags:
     description: Only members that carry all of these tags.
     type: dict
@@ -87,6 +91,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.cloud.plugins.module_utils.errors import failing_clearly
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import load
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
+    KIND_PROVIDERS,
     PROVIDERS,
     connection_argument_spec,
     validate_name,
@@ -98,6 +103,7 @@ def main():
     argument_spec = {
         "provider": {"type": "str", "required": True, "choices": list(PROVIDERS)},
         "name": {"type": "str"},
+        "kind": {"type": "str", "choices": list(KIND_PROVIDERS)},
         "tags": {"type": "dict", "default": {}},
         "region": {"type": "str"},
         **connection_argument_spec(),
@@ -110,7 +116,11 @@ def main():
         tags = validate_tags(params["tags"])
         provider = load(params["provider"])(params[params["provider"]])
         region = provider.region(params)
-        records = provider.find(params["name"], region) if params["name"] else provider.list(region)
+        kinds = [params["kind"]] if params["kind"] else [k for k, names in KIND_PROVIDERS.items() if params["provider"] in names]
+        if params["name"]:
+            records = [rec for kind in kinds for rec in provider.find(params["name"], region, kind)]
+        else:
+            records = [rec for rec in provider.list(region) if rec["kind"] in kinds]
         records = [rec for rec in records if all(rec["tags"].get(k) == v for k, v in tags.items())]
         module.exit_json(changed=False, deployments=sorted(records, key=lambda rec: (rec["deployment"] or "", rec["name"] or "")))
 

@@ -5,6 +5,7 @@ Usage: python sandbox_config.py SANDBOX_COMMAND PROVIDER... > integration_config
 """
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -42,6 +43,11 @@ config = {
         "DIGITALOCEAN_TOKEN": "", "DIGITALOCEAN_ACCESS_TOKEN": "", "DO_API_TOKEN": "",
         "GOOGLE_APPLICATION_CREDENTIALS": "", "CLOUDSDK_CONFIG": "/nonexistent", "NO_GCE_CHECK": "True",
     },
+    # Which providers run containers in this version, which give them a URL, which must recreate to update.
+    "lxcri_container_providers": [],
+    "lxcri_container_url": {"aws": False, "azure": True, "gcp": True, "digitalocean": True, "proxmox": False},
+    "lxcri_container_recreates": {"aws": False, "azure": True, "gcp": False, "digitalocean": False, "proxmox": True},
+    "lxcri_container_secret": "ct-" + secrets.token_hex(8),
     "lxcri_vm_resource_type": {"aws": "instances", "digitalocean": "droplets", "gcp": "instances", "proxmox": "qemu"},
 }
 json.dump(config, sys.stdout, indent=2)

@@ -134,7 +134,7 @@ class AwsProvider(Provider):
             created_at=iso_utc(instance.get("LaunchTime")),
         )
 
-    def find(self, name, region):
+    def find_members(self, name, region, kind="vm"):
         instances = self._describe(
             region, [{"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [name]}, {"Name": "instance-state-name", "Values": LIVE}]
         )

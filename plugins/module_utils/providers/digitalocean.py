@@ -355,7 +355,7 @@ class DigitalOceanProvider(Provider):
             seen.add(name)
         return records
 
-    def find(self, name, region):
+    def find_members(self, name, region, kind="vm"):
         droplets = [d for d in self._list(deployment_tag(name)) if (d.get("region") or {}).get("slug") == region]
         return self._records(droplets)
 

@@ -347,7 +347,7 @@ class GcpProvider(Provider):
             created_at=iso_utc(inst.creation_timestamp or None),
         )
 
-    def find(self, name, region):
+    def find_members(self, name, region, kind="vm"):
         return [self._record(inst) for inst in self._list(region, f'labels.{DEPLOYMENT_TAG} = "{name}"')]
 
     def list(self, region, tags=None):

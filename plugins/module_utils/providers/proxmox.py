@@ -160,7 +160,7 @@ class ProxmoxProvider(Provider):
         guests = [g for g in self._guests() if g["node"] == node and not g.get("template") and wanted(_tag_list(g.get("tags")))]
         return self.each(self._record, guests)
 
-    def find(self, name, region):
+    def find_members(self, name, region, kind="vm"):
         return self._members(region, lambda tags: f"{MARKER}-{name}" in tags)
 
     def list(self, region, tags=None):

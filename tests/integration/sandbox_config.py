@@ -48,6 +48,5 @@ config = {
     "lxcri_container_url": {"aws": False, "azure": True, "gcp": True, "digitalocean": True, "proxmox": False},
     "lxcri_container_recreates": {"aws": False, "azure": True, "gcp": False, "digitalocean": False, "proxmox": True},
     "lxcri_container_secret": "ct-" + secrets.token_hex(8),
-    "lxcri_vm_resource_type": {"aws": "instances", "digitalocean": "droplets", "gcp": "instances", "proxmox": "qemu"},
 }
 json.dump(config, sys.stdout, indent=2)

@@ -6,6 +6,7 @@ set -euo pipefail
 config=$(cd ../.. && pwd)/integration_config.yml
 [ -f "$config" ] || { echo "runme.sh: $config is missing: run through scripts/integration" >&2; exit 1; }
 args=("$@" -e "@$config")
+export ANSIBLE_ROLES_PATH=..  # setup_sandbox
 
 out=$(mktemp -d "${OUTPUT_DIR:-${TMPDIR:-/tmp}}/inventory.XXXXXX")
 run_id="inv$(date +%s)$$"
@@ -14,12 +15,14 @@ conf() { "$python" -c 'import json, sys; v = json.load(open(sys.argv[1]))[sys.ar
 sandbox=$(conf lxcri_sandbox)
 providers=$(conf lxcri_test_providers)
 play() { ansible-playbook -i "${INVENTORY_PATH:-localhost,}" "${args[@]}" -e "run_id=$run_id" -e "out_dir=$out" "$@"; }
-inventory() { ansible-inventory -i "$out/$1" --list --output "$out/$2.json" "${@:3}" 2>"$out/$2.err"; }
+inventory() {  # inventory FILE NAME [OPTION...]: NAME.json and NAME.err in $out
+  ansible-inventory -i "$out/$1" --list --output "$out/$2.json" "${@:3}" 2>"$out/$2.err" || { cat "$out/$2.err" >&2; return 1; }
+}
 
 cleanup() {
   status=$?
   play teardown.yml >"$out/teardown.log" 2>&1 || { echo "teardown failed:" >&2; cat "$out/teardown.log" >&2; status=1; }
-  [ $status -eq 0 ] && rm -rf "$out" || echo "inventory test files kept in $out" >&2
+  rm -rf "$out"
   exit $status
 }
 trap cleanup EXIT

@@ -193,6 +193,8 @@ def load(name):
     """
     if name == "aws":
         from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws import AwsProvider as cls
+    elif name == "azure":
+        from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure import AzureProvider as cls
     elif name == "digitalocean":
         from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import DigitalOceanProvider as cls
     elif name == "gcp":
@@ -204,4 +206,4 @@ def load(name):
     return cls
 
 
-AVAILABLE = ("aws", "digitalocean", "gcp", "proxmox")
+AVAILABLE = ("aws", "azure", "digitalocean", "gcp", "proxmox")

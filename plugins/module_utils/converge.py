@@ -22,17 +22,21 @@ def wanted_tags(current, tags, purge):
     return dict(tags) if purge else {**current, **tags}
 
 
-def plan(current, spec):
-    """What to do to turn the `current` member records into `spec`. Pure: no API call."""
+def plan(current, spec, resize_to=None):
+    """What to do to turn the `current` member records into `spec`. Pure: no API call.
+
+    `resize_to` is the native size that staying members are resized to in place, where the provider can
+    (None: a differing size is only reported as drift)."""
     state = spec["state"]
     by_name = {rec["name"]: rec for rec in current}
     if state == "absent":
-        return {"create": [], "delete": sorted(current, key=_order), "tag": [], "start": [], "stop": [], "restart": []}
+        return {"create": [], "delete": sorted(current, key=_order), "resize": [], "tag": [], "start": [], "stop": [], "restart": []}
     desired = member_names(spec["name"], spec["count"])
     keep = [by_name[name] for name in desired if name in by_name]
     steps = {
         "create": [name for name in desired if name not in by_name],
         "delete": sorted((rec for rec in current if rec["name"] not in desired), key=_order),
+        "resize": [rec for rec in keep if resize_to and rec["native_size"] != resize_to],
         "tag": [rec for rec in keep if wanted_tags(rec["tags"], spec["tags"], spec["purge_tags"]) != rec["tags"]],
         "start": [],
         "stop": [],
@@ -61,11 +65,15 @@ def predict(provider, current, steps, spec, region):
     """The records as they will be after the plan runs (for check mode and the diff)."""
     target = TARGET.get(spec["state"])
     deleted = {rec["name"] for rec in steps["delete"]}
+    resized = {rec["name"] for rec in steps["resize"]}
     after = []
     for rec in current:
         if rec["name"] in deleted:
             continue
         rec = dict(rec, tags=wanted_tags(rec["tags"], spec["tags"], spec["purge_tags"]))
+        if rec["name"] in resized:
+            fields = {key: value for key, value in rec.items() if key != "provider"}
+            rec = record(provider.name, **dict(fields, native_size=provider.native_size(spec), size=None, hourly_cost=None))
         if target and rec["state"] in ("running", "stopped", "pending"):
             rec["state"] = target
         after.append(rec)
@@ -94,7 +102,8 @@ class Convergence:
         spec = self.spec
         region = self.provider.region(spec)
         current = sorted(self.provider.find(spec["name"], region, spec["kind"]), key=_order)
-        steps = plan(current, spec)
+        resize_to = self.provider.native_size(spec) if spec["kind"] in self.provider.RESIZE_KINDS else None
+        steps = plan(current, spec, resize_to)
         predicted = predict(self.provider, current, steps, spec, region)
         changed = any(steps.values())
         result = {
@@ -113,14 +122,16 @@ class Convergence:
         return result
 
     def drift(self, current, steps):
-        """Members that stay but differ from the spec in size or image (not changed in place)."""
+        """Members that stay but differ from the spec in size (where not resized in place) or image."""
         if self.spec["state"] == "absent":
             return []
         leaving = {rec["name"] for rec in steps["delete"]}
+        resized = {rec["name"] for rec in steps["resize"]}
         native = self.provider.native_size(self.spec)
         return [
             rec["name"] for rec in current
-            if rec["name"] not in leaving and (rec["native_size"] != native or rec["image"] != self.spec["image"])
+            if rec["name"] not in leaving
+            and ((rec["native_size"] != native and rec["name"] not in resized) or rec["image"] != self.spec["image"])
         ]
 
     def apply(self, steps, region):
@@ -129,6 +140,8 @@ class Convergence:
             provider.delete(steps["delete"])
             if spec["wait"]:
                 self.settle(steps["delete"], {"terminated"}, "deletion of")
+        if steps["resize"]:
+            provider.resize(steps["resize"], spec)
         if steps["tag"]:
             provider.update_tags(steps["tag"], spec["tags"], spec["purge_tags"])
         for step in ("start", "stop", "restart"):
@@ -176,7 +189,7 @@ class Convergence:
         found = provider.find(spec["name"], region, spec["kind"])
         current = found[0] if found else None
         have = provider.service_config(current) if current else {}
-        want = service_config(spec)
+        want = service_config(spec) if spec["state"] != "absent" else {}
         target = TARGET.get(spec["state"])
         steps = {step: [] for step in ("create", "update", "delete", "tag", "start", "stop", "restart")}
         changes = []

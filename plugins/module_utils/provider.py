@@ -74,6 +74,9 @@ class Provider:
     # Kinds deployed as count members named <name>-<i> (VMs everywhere; Proxmox LXC containers too); the
     # other kinds are one service per deployment with count replicas.
     MEMBER_KINDS = ("vm",)
+    # Member kinds whose size (cores, memory) changes in place through resize(); elsewhere a differing size
+    # is reported as drift.
+    RESIZE_KINDS = ()
     # How often to look at a resource that is changing state, at most (seconds).
     POLL_MAX = 5.0
 
@@ -163,6 +166,10 @@ class Provider:
 
     def create(self, spec, region, members):
         """Create the members (names) of a deployment; return their records."""
+        raise NotImplementedError
+
+    def resize(self, records, spec):
+        """Give these members the spec's native size in place (only for the kinds in RESIZE_KINDS)."""
         raise NotImplementedError
 
     def update_tags(self, records, tags, purge):

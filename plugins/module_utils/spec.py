@@ -174,7 +174,7 @@ def validate_choice(option, value, portable, provider_class):
 
 
 # Which providers deploy which kind: validation answers from here before any SDK loads.
-KIND_PROVIDERS = {"vm": PROVIDERS, "container": (), "function": ()}
+KIND_PROVIDERS = {"vm": PROVIDERS, "container": ("aws", "digitalocean", "proxmox"), "function": ("aws",)}
 
 
 def validate_deployment(params, provider_class):
@@ -202,7 +202,9 @@ def validate_deployment(params, provider_class):
         for option in ("ssh_public_key", "user_data"):
             if spec.get(option):
                 raise SpecError(f"{option} applies to kind vm only, not to kind {kind}")
-        spec[kind] = VALIDATE_SERVICE[kind](dict(spec.get(kind) or {}))
+        # Removing needs only the name and kind: the rest of the spec is not checked then.
+        settings = dict(spec.get(kind) or {})
+        spec[kind] = settings if spec.get("state") == "absent" else VALIDATE_SERVICE[kind](settings)
         if kind == "function" and spec["count"] not in (0, 1):
             raise SpecError(f"count of a function is 1 (or 0 to remove it), got {spec['count']}")
     provider_class.validate(spec)

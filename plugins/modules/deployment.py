@@ -254,7 +254,10 @@ actions:
   type: dict
   sample: {create: [web-2, web-3], tag: [web-1]}
 drift:
-  description: Members whose size or image differs from the spec; they are left as they are.
+  description:
+    - Members whose size or image differs from the spec; they are left as they are.
+    - Proxmox containers take a new O(container.cpu) and O(container.memory) in place (action C(resize)) and are
+      not listed for their size; a new O(container.image) is drift, recreate the members to apply it.
   returned: always
   type: list
   elements: str

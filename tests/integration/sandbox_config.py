@@ -35,7 +35,10 @@ config = {
     "lxcri_sandbox": os.path.abspath(sandbox),
     "lxcri_test_providers": providers,
     "lxcri_connection": {p: connection[p] for p in providers},
-    "lxcri_unreachable": {"aws": "http://127.0.0.1:9", "azure": "https://127.0.0.1:9", "digitalocean": "https://127.0.0.1:9", "gcp": "http://127.0.0.1:9", "proxmox": "https://127.0.0.1:9"},
+    "lxcri_unreachable": {
+        "aws": "http://127.0.0.1:9", "azure": "https://127.0.0.1:9", "digitalocean": "https://127.0.0.1:9",
+        "gcp": "http://127.0.0.1:9", "proxmox": "https://127.0.0.1:9",
+    },
     "lxcri_no_credentials": {
         "aws": {"access_key": None, "secret_key": None, "session_token": None, "profile": None},
         "azure": {"client_secret": None, "client_id": None, "tenant_id": None},
@@ -50,7 +53,7 @@ config = {
         "GOOGLE_APPLICATION_CREDENTIALS": "", "CLOUDSDK_CONFIG": "/nonexistent", "NO_GCE_CHECK": "True",
     },
     # Which providers run containers in this version, which give them a URL, which must recreate to update.
-    "lxcri_container_providers": [],
+    "lxcri_container_providers": ["aws", "digitalocean"],
     "lxcri_container_url": {"aws": False, "azure": True, "gcp": True, "digitalocean": True, "proxmox": False},
     "lxcri_container_recreates": {"aws": False, "azure": True, "gcp": False, "digitalocean": False, "proxmox": True},
     "lxcri_container_secret": "ct-" + secrets.token_hex(8),

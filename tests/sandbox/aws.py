@@ -17,8 +17,10 @@ AMIS = os.path.join(HERE, "data", "amis.json")
 SOURCES = ("tests/sandbox/aws.py", "tests/sandbox/data/amis.json")
 HEALTH_PATH = "/moto-api/config"
 DEFAULT_REGION = "us-east-1"
-# runningCount of every new ECS service (moto reads one global number at service creation): 1 makes
-# `count: 1` services stable at once; update_service later sets runningCount = desiredCount anyway.
+# runningCount of a new ECS service: moto reads one global MOTO_ECS_SERVICE_RUNNING at service creation, so
+# a service created with another desiredCount would never be stable. serve() makes every new service run
+# its desired count (this number stays as the fallback of plain moto); update_service sets
+# runningCount = desiredCount by itself.
 ECS_SERVICE_RUNNING = "1"
 MOTO_CONFIG = {"lambda": {"use_docker": False}}  # Invoke echoes its payload instead of needing docker
 
@@ -32,8 +34,28 @@ _LABEL = {"monitoring": "cloudwatch", "email": "ses", "states": "stepfunctions",
 
 
 def command(ctx):
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ctx.backend_port("aws"))]
+    argv = [sys.executable, "-c", "from tests.sandbox.aws import serve; serve()",
+            "-H", "127.0.0.1", "-p", str(ctx.backend_port("aws"))]
     return argv, {"MOTO_AMIS_PATH": AMIS, "MOTO_ECS_SERVICE_RUNNING": ECS_SERVICE_RUNNING}
+
+
+def serve():
+    """moto's server, whose new ECS services reach their desired count (all tasks running, the deployment
+    COMPLETED) like real ones do once their tasks start; moto alone starts MOTO_ECS_SERVICE_RUNNING of them."""
+    from moto.ecs import models
+    from moto.server import main
+
+    created = models.Service.__init__
+
+    def init(service, *args, **kwargs):
+        created(service, *args, **kwargs)
+        service.running_count, service.pending_count = service.desired_count, 0
+        for deployment in service.deployments:
+            deployment.update(runningCount=service.desired_count, pendingCount=0, rolloutState="COMPLETED",
+                              rolloutStateReason=f"ECS deployment {deployment['id']} completed.")
+
+    models.Service.__init__ = init
+    main(sys.argv[1:])
 
 
 def _post(ctx, path, payload=None):
@@ -225,8 +247,8 @@ def shape(kind, status, req, retry_after):
 # ------------------------------------------------------------------ state
 
 _TYPES = ("instances", "security_groups", "key_pairs", "volumes", "addresses", "ecs_clusters", "ecs_services",
-          "ecs_task_definitions", "lambda_functions", "cloudwatch_alarms", "sns_topics", "cloudformation_stacks",
-          "iam_roles")
+          "ecs_task_definitions", "lambda_functions", "ssm_parameters", "cloudwatch_alarms", "sns_topics",
+          "cloudformation_stacks", "iam_roles")
 
 
 def _all(client, operation, key, **kwargs):
@@ -235,8 +257,12 @@ def _all(client, operation, key, **kwargs):
     return getattr(client, operation)(**kwargs).get(key, [])
 
 
+def _batches(items, size):
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def _region_state(clients):
-    ec2, ecs, lam, cw, sns, cfn = clients
+    ec2, ecs, lam, cw, sns, cfn, ssm = clients
     out = {}
     reservations = _all(ec2, "describe_instances", "Reservations")
     out["instances"] = [i["InstanceId"] for r in reservations for i in r["Instances"]
@@ -247,11 +273,17 @@ def _region_state(clients):
     # attached volumes go with their instance; an available one is a leak of its own
     out["volumes"] = [v["VolumeId"] for v in _all(ec2, "describe_volumes", "Volumes") if v["State"] == "available"]
     out["addresses"] = [a.get("AllocationId") or a["PublicIp"] for a in _all(ec2, "describe_addresses", "Addresses")]
-    clusters = _all(ecs, "list_clusters", "clusterArns")
+    # moto lists deleted (INACTIVE) clusters and services for ever; live ones are ACTIVE (services also DRAINING)
+    clusters = [c["clusterArn"] for batch in _batches(_all(ecs, "list_clusters", "clusterArns"), 100)
+                for c in ecs.describe_clusters(clusters=batch)["clusters"] if c["status"] == "ACTIVE"]
     out["ecs_clusters"] = clusters
-    out["ecs_services"] = [s for c in clusters for s in _all(ecs, "list_services", "serviceArns", cluster=c)]
+    out["ecs_services"] = [s["serviceArn"] for c in clusters
+                           for batch in _batches(_all(ecs, "list_services", "serviceArns", cluster=c), 10)
+                           for s in ecs.describe_services(cluster=c, services=batch)["services"]
+                           if s["status"] in ("ACTIVE", "DRAINING")]
     out["ecs_task_definitions"] = _all(ecs, "list_task_definitions", "taskDefinitionArns", status="ACTIVE")
     out["lambda_functions"] = [f["FunctionArn"] for f in _all(lam, "list_functions", "Functions")]
+    out["ssm_parameters"] = [p["Name"] for p in _all(ssm, "describe_parameters", "Parameters")]
     alarms = cw.describe_alarms()
     out["cloudwatch_alarms"] = [a["AlarmArn"] for a in alarms["MetricAlarms"] + alarms.get("CompositeAlarms", [])]
     out["sns_topics"] = [t["TopicArn"] for t in _all(sns, "list_topics", "Topics")]
@@ -271,7 +303,7 @@ def state(ctx):
     kw = {"endpoint_url": ctx.backend_url("aws"), "config": config}
     regions = sorted(set(ctx.scopes("aws")) | {DEFAULT_REGION})
     clients = [[session.client(s, region_name=r, **kw) for s in ("ec2", "ecs", "lambda", "cloudwatch", "sns",
-                                                                  "cloudformation")] for r in regions]
+                                                                  "cloudformation", "ssm")] for r in regions]
     iam = session.client("iam", region_name=DEFAULT_REGION, **kw)
     with ThreadPoolExecutor(max_workers=8) as pool:
         per_region = list(pool.map(_region_state, clients))

@@ -9,7 +9,9 @@
   down                                         stop everything
 
 Options of `up` are declarative: an option left out means its default (0), and `up` changes (restarting
-what it must) whatever differs from the running sandbox. Ports: SANDBOX_PORT_OFFSET; state: SANDBOX_DIR.
+what it must) whatever differs from the running sandbox. Ports: SANDBOX_PORT_OFFSET; state: SANDBOX_DIR;
+SANDBOX_RECORD_DIR (at `up`, like an option): our own emulators append every exchange to <dir>/<provider>.jsonl
+for `python -m tests.sandbox.conformance <dir>`.
 """
 import argparse
 import json
@@ -104,6 +106,8 @@ def cmd_up(args):
         how = "kept" if provider.name in kept else "started"
         print(f"{provider.name:<13} {ctx.public_url(provider.name):<26} {how}")
     print(f"{'proxy':<13} {ctx.control_url:<26} {'started' if proxy else 'kept'} (control API)")
+    if ctx.record_dir:
+        print(f"our own emulators record their exchanges in {ctx.record_dir}/<provider>.jsonl")
     print(f"sandbox up in {time.monotonic() - began:.1f} s (state in {ctx.dir}); "
           f"eval \"$(scripts/sandbox env)\" to use it")
 

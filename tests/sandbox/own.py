@@ -31,7 +31,10 @@ class OwnEmulator:
     def command(self, ctx):
         argv = [ctx.python, "-m", self.module, "--host", "127.0.0.1", "--port", str(ctx.backend_port(self.name)),
                 "--provision-seconds", str(ctx.provision_seconds)]
-        return argv, self.env(ctx)  # the credentials it must accept, under the names the SDK reads
+        env = self.env(ctx)  # the credentials it must accept, under the names the SDK reads
+        if ctx.record_dir:  # in the config digest: `up` restarts the emulator when the record dir changes
+            env = dict(env, SANDBOX_RECORD_DIR=ctx.record_dir)
+        return argv, env
 
     def classify(self, req):
         # imported in the proxy at first use only: the proxy stays up if one emulator fails to import

@@ -2,6 +2,9 @@
 
 State directory (default <repo>/.sandbox, env SANDBOX_DIR): tls/ (CA and server cert), secrets.json (0600),
 run/<name>.json (pid, process start time, config digest), logs/<name>.log, scopes.json (regions seen).
+Record directory (env SANDBOX_RECORD_DIR, off by default): our own emulators append every exchange to
+<dir>/<provider>.jsonl there (tests/sandbox/conformance.py checks them); part of their config digest,
+so `up` with another (or no) record directory restarts them.
 """
 import contextlib
 import datetime
@@ -43,6 +46,12 @@ def port_offset():
     return int(os.environ.get("SANDBOX_PORT_OFFSET") or 0)
 
 
+def record_dir():
+    """$SANDBOX_RECORD_DIR made absolute (the backends run in the repository), or None when unset."""
+    directory = os.environ.get("SANDBOX_RECORD_DIR")
+    return os.path.abspath(directory) if directory else None
+
+
 class Context:
     """What a provider entry needs to know: ports, URLs, credentials, TLS files, options."""
 
@@ -50,6 +59,7 @@ class Context:
         self.dir = directory or state_dir()
         self.offset = port_offset() if offset is None else offset
         self.provision_seconds = provision_seconds
+        self.record_dir = record_dir()  # where own emulators record their exchanges, or None
         self.python = sys.executable
         tls = os.path.join(self.dir, "tls")
         self.ca, self.cert, self.key = (os.path.join(tls, n) for n in ("ca.pem", "server.pem", "server.key"))

@@ -1,6 +1,7 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""AWS: VMs are EC2 instances, found by the tag lxcri-deployment and named by the tag Name."""
+"""AWS: VMs are EC2 instances, found by the tag lxcri-deployment and named by the tag Name; containers are
+ECS services on Fargate and functions are Lambda functions (aws_services.py, documented there)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import re
 from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import MissingSDK, Provider, ProviderError, iso_utc, record
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, parse_retry_after
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws_services import (
+    Containers,
+    Functions,
+    validate_container,
+    validate_function,
+)
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import DEPLOYMENT_TAG, IMAGE_TAG, KIND_TAG, TAG_PREFIX, member_index
 
 try:
@@ -29,6 +36,12 @@ THROTTLE_CODES = {
     "RequestThrottled", "RequestThrottledException", "SlowDown", "PriorRequestNotComplete",
 }
 TRANSIENT_CODES = {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "RequestTimeout"}
+
+# (request token, response token) of the paginated operations the services use
+PAGE_TOKENS = {
+    "list_services": ("nextToken", "nextToken"), "list_task_definitions": ("nextToken", "nextToken"),
+    "describe_parameters": ("NextToken", "NextToken"), "list_functions": ("Marker", "NextMarker"),
+}
 
 
 def _tags(instance):
@@ -62,6 +75,17 @@ class AwsProvider(Provider):
             )
         self._clients = {}
         self._amis = {}
+        self._accounts = {}
+        self.services = {"container": Containers(self), "function": Functions(self)}
+
+    @classmethod
+    def validate(cls, spec):
+        if spec.get("state") == "absent":  # removing needs the name and kind only
+            return
+        if spec.get("kind") == "container":
+            validate_container(spec)
+        elif spec.get("kind") == "function":
+            validate_function(spec)
 
     def client(self, service, region):
         key = (service, region)
@@ -93,6 +117,25 @@ class AwsProvider(Provider):
         if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
             return TRANSIENT, None
         return FATAL, None
+
+    def pages(self, client, operation, key, **kwargs):
+        """Every item under `key` of a paginated operation, each page under the retry policy."""
+        items, token = [], None
+        token_key, out_key = PAGE_TOKENS[operation]
+        while True:
+            page = self.call(getattr(client, operation), **kwargs, **({token_key: token} if token else {}))
+            items += page.get(key, [])
+            token = page.get(out_key)
+            if not token:
+                return items
+
+    def partition(self, region):
+        return self.session.get_partition_for_region(region)
+
+    def account(self, region):
+        if region not in self._accounts:
+            self._accounts[region] = self.call(self.client("sts", region).get_caller_identity)["Account"]
+        return self._accounts[region]
 
     def unreachable(self, exc):
         return isinstance(exc, botocore.exceptions.EndpointConnectionError) and not isinstance(
@@ -153,16 +196,31 @@ class AwsProvider(Provider):
                 self.call(self.client("ec2", region).create_tags, Resources=[rec["id"]], Tags=[{"Key": "Name", "Value": rec["name"]}])
             seen.add(rec["name"])
 
+    def find_service(self, name, region, kind):
+        return self.services[kind].find(name, region)
+
+    def service_config(self, rec):
+        return self.services[rec["kind"]].config(rec)
+
     def list(self, region, tags=None):
         filters = [{"Name": "tag-key", "Values": [DEPLOYMENT_TAG]}, {"Name": "instance-state-name", "Values": LIVE}]
         filters += [{"Name": f"tag:{key}", "Values": [value]} for key, value in (tags or {}).items()]
-        return [self._record(instance, region) for instance in self._describe(region, filters)]
+        records = [self._record(instance, region) for instance in self._describe(region, filters)]
+        for handler in self.services.values():
+            records += [rec for rec in handler.list(region) if all(rec["tags"].get(k) == v for k, v in (tags or {}).items())]
+        return records
+
+    def _split(self, records):
+        """(VM records, [(service handler, record)])"""
+        vms = [rec for rec in records if rec["kind"] not in self.services]
+        return vms, [(self.services[rec["kind"]], rec) for rec in records if rec["kind"] in self.services]
 
     def refresh(self, records):
+        records, services = self._split(records)
+        fresh = [new for handler, rec in services for new in handler.refresh([rec])]
         by_region = {}
         for rec in records:
             by_region.setdefault(rec["region"], []).append(rec["id"])
-        fresh = []
         for region, ids in by_region.items():
             fresh += [self._record(i, region) for i in self._describe(region, [{"Name": "instance-id", "Values": ids}])]
         return fresh
@@ -196,6 +254,8 @@ class AwsProvider(Provider):
         return hashlib.sha256(identity.encode()).hexdigest()[:64]
 
     def create(self, spec, region, members):
+        if spec["kind"] in self.services:
+            return [self.services[spec["kind"]].create(spec, region)]
         ec2 = self.client("ec2", region)
         tags = {**spec["tags"], DEPLOYMENT_TAG: spec["name"], KIND_TAG: spec["kind"], IMAGE_TAG: spec["image"]}
         if len(members) == 1:
@@ -221,7 +281,14 @@ class AwsProvider(Provider):
                 instance.setdefault("Tags", []).append({"Key": "Name", "Value": member})
         return [self._record(instance, region) for instance in instances]
 
+    def update_service(self, rec, spec, changes):
+        return self.services[rec["kind"]].update(rec, spec, changes)
+
     def _each_region(self, records, action, **kwargs):
+        records, services = self._split(records)
+        for handler, rec in services:
+            getattr(handler, {"terminate_instances": "delete", "start_instances": "start", "stop_instances": "stop",
+                              "reboot_instances": "restart"}[action])(rec)
         by_region = {}
         for rec in records:
             by_region.setdefault(rec["region"], []).append(rec["id"])
@@ -242,6 +309,9 @@ class AwsProvider(Provider):
 
     def update_tags(self, records, tags, purge):
         # Instances with the same change share one call each for CreateTags and DeleteTags.
+        records, services = self._split(records)
+        for handler, rec in services:
+            handler.tag(rec, tags, purge)
         changes = {}
         for rec in records:
             add = tuple(sorted((k, v) for k, v in tags.items() if rec["tags"].get(k) != v))

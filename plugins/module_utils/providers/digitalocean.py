@@ -1,6 +1,7 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""DigitalOcean: VMs are droplets, found by the tag lxcri-deployment:<name> and named <name>-<i>.
+"""DigitalOcean: VMs are droplets, found by the tag lxcri-deployment:<name> and named <name>-<i>;
+containers are App Platform apps (digitalocean_apps.py, mixed into DigitalOceanProvider below).
 
 DigitalOcean tags are plain strings (letters, digits, colon, dash, underscore; at most 255), so every
 key/value pair becomes one tag `key:value`: the collection's own `lxcri-deployment:<name>`,
@@ -23,11 +24,16 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.provider import (
     iso_utc,
     record,
 )
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean_apps import (
+    AppPlatform,
+    validate_container,
+)
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, parse_retry_after
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
     DEPLOYMENT_TAG,
     IMAGE_TAG,
     KIND_TAG,
+    SERVICE_KINDS,
     TAG_PREFIX,
     SpecError,
 )
@@ -179,7 +185,14 @@ def _header(exc, name):
         return None
 
 
-class DigitalOceanProvider(Provider):
+def _split(records):
+    """(droplet records, app records) by each record's kind."""
+    records = list(records)
+    return ([rec for rec in records if rec.get("kind") not in SERVICE_KINDS],
+            [rec for rec in records if rec.get("kind") in SERVICE_KINDS])
+
+
+class DigitalOceanProvider(AppPlatform, Provider):
     name = "digitalocean"
     title = "DigitalOcean"
     NATIVE_SIZE = re.compile(r"^[a-z]+[0-9]*(_[0-9]+)?-[a-z0-9]+(-[a-z0-9]+)*$")
@@ -209,9 +222,16 @@ class DigitalOceanProvider(Provider):
             connection_timeout=10, read_timeout=60, user_agent="lxcri.cloud",
         )
         self._raw_tags = {}  # droplet id -> its tags as last seen, for update_tags
+        self._app_cache = {}  # app id -> the app as last seen, for service_config
 
     @classmethod
     def validate(cls, spec):
+        kind = spec.get("kind") or "vm"
+        if kind == "container":
+            validate_container(spec)
+            return
+        if kind != "vm":
+            raise SpecError(f"kind '{kind}' is not supported on digitalocean: it deploys vm and container")
         seen = {}
         for key, value in spec["tags"].items():
             problem = tag_problem(key, value)
@@ -360,6 +380,9 @@ class DigitalOceanProvider(Provider):
         return self._records(droplets)
 
     def list(self, region, tags=None):
+        return self._list_droplets(region, tags) + self._list_apps(region, tags)
+
+    def _list_droplets(self, region, tags=None):
         tags = dict(tags or {})
         if tags:
             key, value = next(iter(tags.items()))
@@ -376,7 +399,12 @@ class DigitalOceanProvider(Provider):
         return [rec for rec in records if all(rec["tags"].get(k) == str(v) for k, v in tags.items())]
 
     def refresh(self, records):
-        """Fresh records: one listing per deployment tag, droplets.get for records without a deployment."""
+        """Fresh records: one listing per deployment tag, droplets.get for records without a deployment; apps.get
+        for apps."""
+        records, apps = _split(records)
+        return self._refresh_droplets(records) + (self._refresh_apps(apps) if apps else [])
+
+    def _refresh_droplets(self, records):
         by_tag, loose = {}, []
         for rec in records:
             if rec.get("deployment"):
@@ -466,6 +494,8 @@ class DigitalOceanProvider(Provider):
     # -- changing --------------------------------------------------------------------------------
 
     def create(self, spec, region, members):
+        if spec["kind"] in SERVICE_KINDS:
+            return self._create_app(spec, region)
         image = catalog.native_image(self.name, spec["image"])
         tags = [deployment_tag(spec["name"]), f"{KIND_TAG}:{spec['kind']}", image_tag(spec["image"])]
         tags += [user_tag(key, value) for key, value in spec["tags"].items()]
@@ -533,6 +563,13 @@ class DigitalOceanProvider(Provider):
         return f"{what}; the droplets this run had created were destroyed again: {names}"
 
     def delete(self, records):
+        records, apps = _split(records)
+        if apps:
+            self._delete_apps(apps)
+        if records:
+            self._delete_droplets(records)
+
+    def _delete_droplets(self, records):
         gone = {rec["id"] for rec in records}
         used = {tag for rec in records for tag in self._raw_tags.get(rec["id"], [])}
         whole, rest = self._tag_carriers(records, minimum=1)
@@ -560,11 +597,21 @@ class DigitalOceanProvider(Provider):
         self.call(self.client.tags.delete, tag)
 
     def start(self, records):
+        records, apps = _split(records)
+        if apps:
+            self._start_apps(apps)
+        if not records:
+            return
         failures = self._act(records, "power_on")
         if failures:
             raise self._failed("power_on", failures)
 
     def stop(self, records):
+        records, apps = _split(records)
+        if apps:
+            self._stop_apps(apps)
+        if not records:
+            return
         # A graceful shutdown first; where it errored, power off (as DigitalOcean recommends).
         failures = self._act(records, "shutdown")
         if not failures:
@@ -576,6 +623,11 @@ class DigitalOceanProvider(Provider):
             raise self._failed("power_off", failures)
 
     def restart(self, records):
+        records, apps = _split(records)
+        if apps:
+            self._restart_apps(apps)
+        if not records:
+            return
         failures = self._act(records, "reboot")
         if failures:
             raise self._failed("reboot", failures)
@@ -590,6 +642,9 @@ class DigitalOceanProvider(Provider):
             )
 
     def update_tags(self, records, tags, purge):
+        records, apps = _split(records)
+        if apps:
+            self._tag_apps(apps, tags, purge)
         add, remove = {}, {}
         for rec in records:
             raw = self._raw_tags.get(rec["id"])

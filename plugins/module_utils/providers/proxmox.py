@@ -1,14 +1,29 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Proxmox VE: VMs are QEMU guests cloned from a template, on the node that `region` names.
+"""Proxmox VE: VMs are QEMU guests cloned from a template, containers are LXC containers made from an OS
+template (vztmpl), both on the node that `region` names.
 
 A member carries the PVE tags `lxcri` and `lxcri-<deployment>` (found in one /cluster/resources call);
-PVE tags cannot hold key=value pairs, so the user's tags live as JSON in the guest's description.
+PVE tags cannot hold key=value pairs, so the user's tags live as JSON in the guest's description, beside the
+deployment, kind, image and creation time.
+
+`kind: container` deploys `count` LXC containers named <name>-1 .. <name>-<count>, members like VMs:
+- container.image is a portable image (ubuntu-24.04, ubuntu-22.04, debian-12) mapped to an OS template volume
+  by CT_TEMPLATES (override per image with proxmox.templates: {ubuntu-24.04: "local:vztmpl/..."}), or a
+  template volume itself, `<storage>:vztmpl/<file>`;
+- cores = ceil(container.cpu), memory = container.memory MiB, an 8 GiB rootfs on proxmox.storage (default
+  local-lvm), net0 eth0 on vmbr0 by DHCP, unprivileged with nesting, started once made;
+- container.env, secret_env and command have no LXC equivalent (the container boots its template's init)
+  and are refused at validation; container.port and public are ignored (an LXC container has its own
+  address on the bridge, every port of it is reachable there; there is no URL);
+- cpu and memory of existing members are changed in place (resize); a new image is reported as drift and
+  left alone: remove the members (or the deployment) to recreate them from the new template.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import urllib.parse
@@ -38,6 +53,20 @@ STATES = {"running": "running", "stopped": "stopped", "paused": "stopped", "susp
 # PVE answers 500 for many errors that will not go away on retry.
 FATAL_500 = re.compile(r"already exists|does not exist|not exist|no such|unable to find|invalid|not allowed|permission", re.I)
 SIZE = re.compile(r"^(\d+)c(\d+)m$")
+# Portable image -> the LXC OS template volume it is made from (the names of PVE's appliance index, pveam).
+CT_TEMPLATES = {
+    "ubuntu-24.04": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+    "ubuntu-22.04": "local:vztmpl/ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
+    "debian-12": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+}
+VZTMPL = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*:vztmpl/[A-Za-z0-9][A-Za-z0-9._+-]*$")
+CT_ROOTFS_GIB = 8
+CT_STORAGE = "local-lvm"
+CT_NET = "name=eth0,bridge=vmbr0,ip=dhcp"
+CT_MIN_MEMORY = 16  # MiB, PVE's minimum
+# The PVE guest type of each kind deployed as members.
+GUEST_TYPE = {"vm": "qemu", "container": "lxc"}
+KIND_OF = {"qemu": "vm", "lxc": "container"}
 
 
 def _meta(description):
@@ -55,6 +84,22 @@ def _tag_list(text):
     return [tag for tag in re.split(r"[;, ]+", text or "") if tag]
 
 
+def _ct_size(container):
+    """The native size of a container spec: whole cores (rounded up) and MiB."""
+    return f"{math.ceil(container.get('cpu') or 0.25)}c{container.get('memory') or 512}m"
+
+
+def _ct_template(image, templates):
+    """The OS template volume of a container image: proxmox.templates' own (a vztmpl volume), the image
+    itself when it is one, the table's; None when there is none."""
+    override = str((templates or {}).get(image) or "")
+    if VZTMPL.match(override):
+        return override
+    if VZTMPL.match(image or ""):
+        return image
+    return CT_TEMPLATES.get(image)
+
+
 class ProxmoxProvider(Provider):
     name = "proxmox"
     title = "Proxmox"
@@ -64,6 +109,10 @@ class ProxmoxProvider(Provider):
     NATIVE_IMAGE_EXAMPLE = "the name of a template VM"
     POLL_MAX = 2.0
     TASK_TIMEOUT = 600
+    # LXC containers are members like VMs (<name>-1 .. <name>-<count>), not one service.
+    MEMBER_KINDS = ("vm", "container")
+    # Kinds whose members take a new size (cores, memory) in place.
+    RESIZE_KINDS = ("container",)
 
     def __init__(self, connection, policy=None):
         super().__init__(connection, **({"policy": policy} if policy else {}))
@@ -106,6 +155,39 @@ class ProxmoxProvider(Provider):
     def validate(cls, spec):
         if spec.get("user_data"):
             raise SpecError("user_data is not supported on proxmox (cloud-init snippets need shell access to the node): use ssh_public_key")
+        if spec.get("kind") == "container":
+            cls._validate_container(spec)
+
+    @classmethod
+    def _validate_container(cls, spec):
+        """Refuse what LXC has no place for; make the deployment's image and size the container's, so that
+        the member path plans, predicts and reports drift on them."""
+        container = spec.get("container") or {}
+        spec["image"] = container.get("image") or spec.get("image")
+        spec["size"] = _ct_size(container)
+        if spec.get("state") == "absent":
+            return  # removing needs nothing of the container's settings
+        for option, what in (("env", "environment"), ("secret_env", "secret environment"), ("command", "command")):
+            if container.get(option):
+                raise SpecError(
+                    f"container.{option} is not supported on proxmox: an LXC container boots the init system of "
+                    f"its OS template and takes no {what}; remove container.{option} and configure the "
+                    "container once it runs (for example with Ansible over SSH)"
+                )
+        if container["memory"] < CT_MIN_MEMORY:
+            raise SpecError(f"container.memory must be at least {CT_MIN_MEMORY} (MiB) on proxmox, got {container['memory']}")
+        templates = (spec.get(cls.name) or {}).get("templates")
+        if not _ct_template(container["image"], templates):
+            raise SpecError(
+                f"container.image '{container['image']}' is not valid for proxmox: an LXC container is made from an "
+                f"OS template: use one of {', '.join(CT_TEMPLATES)}, an image that proxmox.templates maps to a "
+                "template volume, or a template volume such as local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+            )
+
+    def native_size(self, spec):
+        if spec.get("kind") == "container":
+            return _ct_size(spec.get("container") or {})
+        return super().native_size(spec)
 
     def classify(self, exc):
         if isinstance(exc, ResourceException):
@@ -135,15 +217,17 @@ class ProxmoxProvider(Provider):
     # -- reading ---------------------------------------------------------------------------------
 
     def _guests(self):
-        return [g for g in self.call(self.api.cluster.resources.get, type="vm") if g.get("type") == "qemu"]
+        """QEMU VMs and LXC containers of the cluster, templates included."""
+        return [g for g in self.call(self.api.cluster.resources.get, type="vm") if g.get("type") in KIND_OF]
 
     def _record(self, guest):
-        config = self.call(self.api.nodes(guest["node"]).qemu(guest["vmid"]).config.get)
+        kind = KIND_OF[guest.get("type", "qemu")]
+        config = self.call(getattr(self.api.nodes(guest["node"]), GUEST_TYPE[kind])(guest["vmid"]).config.get)
         meta = _meta(config.get("description"))
-        ip = re.search(r"ip=([0-9.]+)", config.get("ipconfig0", ""))
+        ip = re.search(r"ip=([0-9.]+)", config.get("ipconfig0", "") if kind == "vm" else config.get("net0", ""))
         return record(
             self.name,
-            kind=meta.get("kind", "vm"),
+            kind=meta.get("kind", kind),
             name=guest.get("name"),
             deployment=meta.get("deployment"),
             id=str(guest["vmid"]),
@@ -156,20 +240,26 @@ class ProxmoxProvider(Provider):
             created_at=iso_utc(meta.get("created_at")),
         )
 
-    def _members(self, node, wanted):
-        guests = [g for g in self._guests() if g["node"] == node and not g.get("template") and wanted(_tag_list(g.get("tags")))]
+    def _members(self, node, wanted, types=tuple(KIND_OF)):
+        guests = [
+            g for g in self._guests()
+            if g["node"] == node and g["type"] in types and not g.get("template") and wanted(_tag_list(g.get("tags")))
+        ]
         return self.each(self._record, guests)
 
     def find_members(self, name, region, kind="vm"):
-        return self._members(region, lambda tags: f"{MARKER}-{name}" in tags)
+        # A VM and a container deployment may share a name (and so the PVE tag): the guest type and the kind
+        # in the metadata tell them apart.
+        found = self._members(region, lambda tags: f"{MARKER}-{name}" in tags, (GUEST_TYPE[kind],))
+        return [rec for rec in found if rec["kind"] == kind]
 
     def list(self, region, tags=None):
         found = self._members(region, lambda guest_tags: MARKER in guest_tags)
         return [rec for rec in found if all(rec["tags"].get(k) == v for k, v in (tags or {}).items())]
 
     def refresh(self, records):
-        ids = {int(rec["id"]) for rec in records}
-        return self.each(self._record, [g for g in self._guests() if g["vmid"] in ids])
+        ids = {(int(rec["id"]), GUEST_TYPE.get(rec.get("kind"), "qemu")) for rec in records}
+        return self.each(self._record, [g for g in self._guests() if (g["vmid"], g["type"]) in ids])
 
     # -- tasks -----------------------------------------------------------------------------------
 
@@ -185,7 +275,8 @@ class ProxmoxProvider(Provider):
         return status
 
     def _vm(self, rec):
-        return self.api.nodes(rec["region"]).qemu(rec["id"])
+        """The API path of a member: /nodes/{node}/qemu/{vmid} or /nodes/{node}/lxc/{vmid}."""
+        return getattr(self.api.nodes(rec["region"]), GUEST_TYPE.get(rec.get("kind"), "qemu"))(rec["id"])
 
     def _power(self, rec, action):
         self._task(rec["region"], self.call(getattr(self._vm(rec).status, action).post))
@@ -193,7 +284,9 @@ class ProxmoxProvider(Provider):
     # -- changing --------------------------------------------------------------------------------
 
     def _template(self, image, node, guests):
-        wanted = (self.connection.get("templates") or {}).get(image) or catalog.native_image(self.name, image)
+        override = (self.connection.get("templates") or {}).get(image)
+        # proxmox.templates may map the same image to an LXC template volume too: that one is for containers.
+        wanted = (override if override and not VZTMPL.match(str(override)) else None) or catalog.native_image(self.name, image)
         templates = [g for g in guests if g.get("template") and g.get("name") == wanted]
         if not templates:
             raise ProviderError(
@@ -203,16 +296,24 @@ class ProxmoxProvider(Provider):
         return sorted(templates, key=lambda g: g["node"] != node)[0]
 
     def create(self, spec, region, members):
+        if spec["kind"] == "container":
+            return self._create_containers(spec, region, members)
         guests = self._guests()
         template = self._template(spec["image"], region, guests)
+        jobs, spare = self._ids(guests, members)
+        return self.each(lambda job: self._create_one(spec, region, template, job[0], job[1], spare), jobs)
+
+    def _ids(self, guests, members):
+        """(member, vmid) pairs and an iterator of spare ids.
+
+        Ids are handed out here, before the creations run in parallel; a clash with another client is
+        caught per guest (PVE says "already exists") and that guest moves on to a further free id.
+        """
         taken = {g["vmid"] for g in guests}
         first = int(self.call(self.api.cluster.nextid.get))
-        # Ids are handed out here, before the clones run in parallel; a clash with another client is
-        # caught per clone (PVE says "already exists") and that clone moves on to a further free id.
         ids = [vmid for vmid in range(first, first + 10 * len(members) + 100) if vmid not in taken][: len(members)]
         spare = iter(vmid for vmid in range(max(ids) + 1, max(ids) + 1000) if vmid not in taken)
-        jobs = list(zip(members, ids))
-        return self.each(lambda job: self._create_one(spec, region, template, job[0], job[1], spare), jobs)
+        return list(zip(members, ids)), spare
 
     def _create_one(self, spec, node, template, member, vmid, spare):
         source = self.api.nodes(template["node"]).qemu(template["vmid"])
@@ -237,6 +338,103 @@ class ProxmoxProvider(Provider):
             self._destroy(rec)
             raise ProviderError(f"creating {member} failed and VM {vmid} was removed again: {exc}") from exc
         return self._record({"vmid": vmid, "node": node, "name": member, "status": "running"})
+
+    # -- LXC containers --------------------------------------------------------------------------
+
+    def _ostemplate(self, image, node):
+        """The OS template volume of `image`, checked to be on the node's storage."""
+        volid = _ct_template(image, self.connection.get("templates"))
+        if not volid:
+            raise ProviderError(
+                f"container.image '{image}': no LXC template is known for it: use one of {', '.join(CT_TEMPLATES)}, "
+                "a template volume such as local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst, or map it with proxmox.templates"
+            )
+        storage = volid.split(":", 1)[0]
+        try:
+            content = self.call(self.api.nodes(node).storage(storage).content.get, content="vztmpl")
+        except ResourceException as exc:
+            raise ProviderError(f"container.image '{image}': cannot list the LXC templates of storage '{storage}' on node {node}: {exc}") from exc
+        available = sorted(item.get("volid", "") for item in content)
+        if volid not in available:
+            raise ProviderError(
+                f"container.image '{image}': the LXC template {volid} is not on node {node} (download it with "
+                f"`pveam download {storage} {volid.split('/', 1)[1]}`, or map the image to another template with "
+                f"proxmox.templates); templates there: {', '.join(available) or 'none'}"
+            )
+        return volid
+
+    def _create_containers(self, spec, region, members):
+        ostemplate = self._ostemplate(spec["container"]["image"], region)
+        jobs, spare = self._ids(self._guests(), members)
+        return self.each(lambda job: self._create_container(spec, region, ostemplate, job[0], job[1], spare), jobs)
+
+    def _create_container(self, spec, node, ostemplate, member, vmid, spare):
+        cores, memory = SIZE.match(self.native_size(spec)).groups()
+        settings = {
+            "ostemplate": ostemplate,
+            "hostname": member,
+            "cores": int(cores),
+            "memory": int(memory),
+            "rootfs": f"{self.connection.get('storage') or CT_STORAGE}:{CT_ROOTFS_GIB}",
+            "net0": CT_NET,
+            "unprivileged": 1,
+            "features": "nesting=1",
+            "tags": f"{MARKER};{MARKER}-{spec['name']}",
+            "description": self._description(spec, spec["tags"]),
+        }
+        if spec.get("ssh_public_key"):
+            settings["ssh-public-keys"] = spec["ssh_public_key"].strip() + "\n"
+        lxc = self.api.nodes(node).lxc
+        for _attempt in range(5):
+            try:
+                upid = self.call(lxc.post, vmid=vmid, **settings)
+                break
+            except ResourceException as exc:
+                if "already exists" not in str(exc):
+                    raise ProviderError(f"creating container {member} failed, nothing was made: {exc}") from exc
+                vmid = next(spare)
+        else:
+            raise ProviderError(f"could not find a free id for container {member} after 5 tries")
+        rec = record(self.name, kind="container", name=member, id=str(vmid), region=node, deployment=spec["name"])
+        try:
+            self._task(node, upid)
+            self._power(rec, "start")
+        except Exception as exc:
+            # Leave nothing half-made behind: the container is removed and the error says so.
+            try:
+                removed = self._remove_half_made(rec)
+            except Exception as cleanup:
+                raise ProviderError(
+                    f"creating container {member} failed ({exc}) and removing the half-made container {vmid} failed "
+                    f"too ({cleanup}): remove it by hand (pct destroy {vmid} --purge on {node})"
+                ) from exc
+            raise ProviderError(
+                f"creating container {member} failed and "
+                f"{f'container {vmid} was removed again' if removed else 'nothing was left behind'}: {exc}"
+            ) from exc
+        return self._record({"vmid": vmid, "node": node, "name": member, "status": "running", "type": "lxc"})
+
+    def _remove_half_made(self, rec):
+        """Destroy a member that failed on the way; True when there was one to destroy."""
+        try:
+            self._destroy(rec)
+        except ResourceException as exc:
+            if re.search(r"does not exist|no such", str(exc), re.I):
+                return False
+            raise
+        return True
+
+    def resize(self, records, spec):
+        """Give members the spec's cores and memory in place (a running container takes them at once)."""
+        cores, memory = SIZE.match(self.native_size(spec)).groups()
+
+        def one(rec):
+            config = self.call(self._vm(rec).config.get)
+            self.call(self._vm(rec).config.put, cores=int(cores), memory=int(memory), digest=config.get("digest"))
+
+        self.each(one, records)
+
+    # -- both ------------------------------------------------------------------------------------
 
     def _configure(self, rec, spec):
         match = SIZE.match(self.native_size(spec))
@@ -282,7 +480,7 @@ class ProxmoxProvider(Provider):
             config = self.call(self._vm(rec).config.get)
             meta = _meta(config.get("description"))
             wanted = dict(tags) if purge else {**rec["tags"], **tags}
-            spec = {"name": meta.get("deployment", rec["deployment"]), "kind": meta.get("kind", "vm"), "image": meta.get("image")}
+            spec = {"name": meta.get("deployment", rec["deployment"]), "kind": meta.get("kind", rec["kind"]), "image": meta.get("image")}
             self.call(self._vm(rec).config.put, description=self._description(spec, wanted, meta.get("created_at")),
                       digest=config.get("digest"))
 

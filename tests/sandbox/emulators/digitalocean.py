@@ -22,12 +22,12 @@ import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.sandbox.emulators import digitalocean_catalog, digitalocean_droplets, digitalocean_tags
+from tests.sandbox.emulators import digitalocean_apps, digitalocean_catalog, digitalocean_droplets, digitalocean_tags
 from tests.sandbox.emulators.digitalocean_core import (
     ApiError, Request, Router, State, bad_request, new_request_id, not_found,
 )
 
-FEATURES = [digitalocean_droplets, digitalocean_tags, digitalocean_catalog]
+FEATURES = [digitalocean_droplets, digitalocean_tags, digitalocean_catalog, digitalocean_apps]
 ROUTER = Router([route for feature in FEATURES for route in feature.ROUTES])
 
 RATE_LIMIT = 5000  # requests per hour, as the real API
@@ -201,8 +201,11 @@ def main(argv=None):
     parser.add_argument("--provision-seconds", type=float, default=0.0)
     parser.add_argument("--droplet-limit", type=int, default=None)
     args = parser.parse_args(argv)
+    # $SANDBOX_RECORD_DIR: append every exchange to <dir>/digitalocean.jsonl (python -m tests.sandbox.conformance)
+    from tests.sandbox.conformance import recorder_from_env  # stdlib only at import
+    recorder = recorder_from_env("digitalocean")
     server = make_server(args.host, args.port, provision_seconds=args.provision_seconds,
-                         droplet_limit=args.droplet_limit)
+                         droplet_limit=args.droplet_limit, recorder=recorder)
     print(f"digitalocean emulator on http://{args.host}:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever()

@@ -228,10 +228,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        if self.server.records is not None:
-            self.server.records.append({"method": self.command, "path": path, "query": query,
-                                        "operation": operation(self.command, path), "status": status,
-                                        "request": request_json, "response": body})
+        if self.server.recorder is not None:
+            self.server.recorder({"method": self.command, "path": path, "query": query,
+                                  "operation": operation(self.command, path), "status": status,
+                                  "request": request_json, "response": body})
 
     def _sandbox(self, path):
         server = self.server
@@ -269,13 +269,15 @@ class GcpServer(ThreadingHTTPServer):
 
 
 def make_server(host, port, provision_seconds=0.0, *, wait_seconds=2.0, credentials_file=None, link_base=None,
-                record=False):
+                record=False, recorder=None):
     """A GCP emulator server (not yet serving).
 
     credentials_file: service-account JSON whose key must sign the callers' JWTs; default
     $GOOGLE_APPLICATION_CREDENTIALS at the time of this call. link_base: e.g.
     "https://www.googleapis.com/compute/v1/" to write GCE's canonical selfLinks instead of links to
     this server. record: keep every request/response in ``server.records`` (for conformance tests).
+    recorder: optional callable receiving the same dict per exchange (method, path, query, operation,
+    status, request and response JSON); ignored when record is true.
     """
     server = GcpServer((host, port), Handler)
     if credentials_file is None:
@@ -284,6 +286,7 @@ def make_server(host, port, provision_seconds=0.0, *, wait_seconds=2.0, credenti
     server.services = [cls(provision_seconds=provision_seconds, wait_seconds=wait_seconds, link_base=link_base)
                        for _module, cls in SERVICES]
     server.records = [] if record else None
+    server.recorder = server.records.append if record else recorder
     return server
 
 
@@ -294,7 +297,11 @@ def main(argv=None):
     parser.add_argument("--provision-seconds", type=float, default=0.0)
     parser.add_argument("--wait-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
-    server = make_server(args.host, args.port, args.provision_seconds, wait_seconds=args.wait_seconds)
+    # $SANDBOX_RECORD_DIR: append every exchange to <dir>/gcp.jsonl (python -m tests.sandbox.conformance)
+    from tests.sandbox.conformance import recorder_from_env  # stdlib only at import
+    recorder = recorder_from_env("gcp")
+    server = make_server(args.host, args.port, args.provision_seconds, wait_seconds=args.wait_seconds,
+                         recorder=recorder)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -53,7 +53,7 @@ config = {
         "GOOGLE_APPLICATION_CREDENTIALS": "", "CLOUDSDK_CONFIG": "/nonexistent", "NO_GCE_CHECK": "True",
     },
     # Which providers run containers in this version, which give them a URL, which must recreate to update.
-    "lxcri_container_providers": ["aws", "digitalocean"],
+    "lxcri_container_providers": ["aws", "digitalocean", "gcp"],
     "lxcri_container_url": {"aws": False, "azure": True, "gcp": True, "digitalocean": True, "proxmox": False},
     "lxcri_container_recreates": {"aws": False, "azure": True, "gcp": False, "digitalocean": False, "proxmox": True},
     "lxcri_container_secret": "ct-" + secrets.token_hex(8),

@@ -17,6 +17,10 @@ rather than mangled. Labels starting with `goog-` belong to Google: they are kep
 Every change is a zonal operation: `*_unary` calls, awaited with our own ZoneOperationsClient.wait
 (the SDK's ExtendedOperation would poll compute.googleapis.com whatever the endpoint). Mutations carry a
 requestId, so a retry of a call whose answer was lost cannot act twice.
+
+Containers (kind container) are Cloud Run v2 services in the region of the zone: gcp_run.py says how
+the portable container spec maps onto them (replicas, stopped, public, secrets). This class stays the
+one entry point and hands service records to it by their kind.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import uuid
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import MissingSDK, Provider, ProviderError, iso_utc, record
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers import gcp_run
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, parse_retry_after
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
     DEPLOYMENT_TAG,
     IMAGE_TAG,
     KIND_TAG,
+    SERVICE_KINDS,
     TAG_PREFIX,
     SpecError,
 )
@@ -179,6 +185,17 @@ class GcpProvider(Provider):
         self._regions = client(compute_v1.RegionsClient)
         self._zones = {}
         self._native = {}  # instance id -> GCE status last seen (start must resume a SUSPENDED one)
+        self._client = client
+        self._run = None
+
+    @property
+    def run(self):
+        """The Cloud Run half (gcp_run.CloudRun), made at first use: VM-only tasks never load google-cloud-run."""
+        if self._run is None:
+            if not gcp_run.load_sdk():
+                raise MissingSDK("containers on gcp need google-cloud-run: pip install -r requirements.txt")
+            self._run = gcp_run.CloudRun(self, self._client)
+        return self._run
 
     @staticmethod
     def _credentials(path):
@@ -232,6 +249,8 @@ class GcpProvider(Provider):
             )
         if spec.get("cloud_init") and len(spec["cloud_init"].encode()) > MAX_METADATA_VALUE:
             raise SpecError(f"user_data is too long for gcp: at most {MAX_METADATA_VALUE} bytes of instance metadata")
+        if spec.get("kind") == "container" and spec.get("state") != "absent" and spec.get("container"):
+            gcp_run.validate_container(spec)
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -277,7 +296,8 @@ class GcpProvider(Provider):
     # -- where -----------------------------------------------------------------------------------
 
     def region(self, spec):
-        """The zone a deployment lives in: the zone given, or the first zone of the region given."""
+        """The zone a deployment lives in: the zone given, or the first zone of the region given (a container
+        deployment given a region keeps it: Cloud Run services live in regions)."""
         value = super().region(spec)
         if ZONE.match(value):
             return value
@@ -286,6 +306,8 @@ class GcpProvider(Provider):
                 f"region '{value}' is not a GCP zone or region: use a zone such as us-central1-a or a region such "
                 "as us-central1 (its first zone is used)"
             )
+        if spec.get("kind") in SERVICE_KINDS:
+            return value  # a Cloud Run location is a region: no zone to look up (nor Compute Engine to ask)
         if value not in self._zones:
             try:
                 found = self._api(self._regions.get, compute_v1.GetRegionRequest(project=self.project, region=value))
@@ -350,15 +372,37 @@ class GcpProvider(Provider):
     def find_members(self, name, region, kind="vm"):
         return [self._record(inst) for inst in self._list(region, f'labels.{DEPLOYMENT_TAG} = "{name}"')]
 
+    def find_service(self, name, region, kind):
+        return self.run.find(name, region, kind)
+
+    def service_config(self, rec):
+        return self.run.service_config(rec)
+
+    def update_service(self, rec, spec, changes):
+        return self.run.update(rec, spec, changes)
+
     def list(self, region, tags=None):
         tags = tags or {}
         if not all(label_ok(key, key=True) and label_ok(value) for key, value in tags.items()):
-            return []  # no label can hold such a tag, so no instance carries it
+            return []  # no label can hold such a tag, so no instance or service carries it
         found = self._list(region, f"(labels.{DEPLOYMENT_TAG}:*) {tag_filter(tags)}".strip())
         records = [self._record(inst) for inst in found]
-        return [rec for rec in records if all(rec["tags"].get(key) == value for key, value in tags.items())]
+        records = [rec for rec in records if all(rec["tags"].get(key) == value for key, value in tags.items())]
+        return records + (self.run.list(region, tags) if gcp_run.load_sdk() else [])
+
+    @staticmethod
+    def _split(records):
+        """(VM records, service records): each half goes its own way."""
+        records = list(records)
+        return ([rec for rec in records if rec["kind"] in GcpProvider.MEMBER_KINDS],
+                [rec for rec in records if rec["kind"] not in GcpProvider.MEMBER_KINDS])
 
     def refresh(self, records):
+        records, services = self._split(records)
+        fresh = self.run.refresh(services) if services else []
+        return self._refresh_members(records) + fresh
+
+    def _refresh_members(self, records):
         by_zone = {}
         for rec in records:
             by_zone.setdefault(rec["zone"], []).append(rec)
@@ -460,6 +504,8 @@ class GcpProvider(Provider):
         )
 
     def create(self, spec, region, members):
+        if spec["kind"] not in self.MEMBER_KINDS:
+            return [self.run.create(spec, region, member) for member in members]
         return self.each(lambda member: self._create_one(spec, region, member), members)
 
     def _create_one(self, spec, zone, member):
@@ -501,19 +547,29 @@ class GcpProvider(Provider):
             pass  # already gone: that is what was asked
 
     def delete(self, records):
+        records, services = self._split(records)
         self.each(self._delete_one, records)
+        self.each(self.run.delete, services)
 
     def start(self, records):
+        records, services = self._split(records)
         self.each(lambda rec: self._power(rec, "start"), records)
+        self.each(self.run.start, services)
 
     def stop(self, records):
+        records, services = self._split(records)
         self.each(lambda rec: self._power(rec, "stop"), records)
+        self.each(self.run.stop, services)
 
     def restart(self, records):
+        records, services = self._split(records)
         self.each(lambda rec: self._power(rec, "reset"), records)
+        self.each(self.run.restart, services)
 
     def update_tags(self, records, tags, purge):
+        records, services = self._split(records)
         self.each(lambda rec: self._retag(rec, tags, purge), records)
+        self.each(lambda rec: self.run.retag(rec, tags, purge), services)
 
     def _retag(self, rec, tags, purge, attempts=3):
         """setLabels with the instance's current labelFingerprint; the lxcri-* and goog-* labels stay."""

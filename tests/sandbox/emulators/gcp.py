@@ -38,10 +38,11 @@ import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import gcp_compute
+from . import gcp_compute, gcp_run
 from .gcp_common import ApiError
 
-SERVICES = [(gcp_compute, gcp_compute.ComputeService)]  # (module with operation(), service class)
+SERVICES = [(gcp_compute, gcp_compute.ComputeService),  # (module with operation(), service class)
+            (gcp_run, gcp_run.RunService)]
 DEFAULT_PRINCIPAL = "sandbox-user@lxcri.invalid"
 TOKEN_PATHS = ("/token", "/oauth2/v4/token")  # a key file's token_uri may point here
 _SEE = ("Expected OAuth 2 access token, login cookie or other valid authentication credential. "

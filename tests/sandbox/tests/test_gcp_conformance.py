@@ -149,7 +149,7 @@ def lifecycle(gce, credentials, tmp_path):
     wait(gce, gce.disks.delete_unary(project=p, zone="europe-west4-b", disk="eu"), zone="europe-west4-b")
     wait(gce, gce.firewalls.delete_unary(project=p, firewall="allow-web"), zone=None)
     with urllib.request.urlopen(gce.url + "/_sandbox/state") as response:
-        assert json.loads(response.read()) == {"instances": [], "disks": [], "firewalls": []}
+        assert json.loads(response.read()) == {"instances": [], "disks": [], "firewalls": [], "services": []}
 
 
 def violations(discovery, records):

@@ -216,7 +216,7 @@ def test_stop_resize_start_delete_lifecycle(gce):
     wait(gce, gce.instances.delete_unary(project=PROJECT, zone=ZONE, instance="web-1"))
     with pytest.raises(exceptions.NotFound, match=f"projects/{PROJECT}/zones/{ZONE}/instances/web-1' was not found"):
         gce.instances.get(project=PROJECT, zone=ZONE, instance="web-1")
-    assert state(gce) == {"instances": [], "disks": [], "firewalls": []}
+    assert state(gce) == {"instances": [], "disks": [], "firewalls": [], "services": []}
 
 
 def test_boot_disk_without_auto_delete_outlives_its_instance(gce):
@@ -260,7 +260,7 @@ def test_unknown_zone_is_a_bad_request_and_missing_image_fails_the_operation(gce
     assert "images/family/ubuntu-9999' was not found" in done.error.errors[0].message
     with pytest.raises(exceptions.NotFound):  # ExtendedOperation turns the failed operation into the exception
         gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=instance("a", family="nope")).result()
-    assert state(gce) == {"instances": [], "disks": [], "firewalls": []}
+    assert state(gce) == {"instances": [], "disks": [], "firewalls": [], "services": []}
 
 
 def test_duplicate_insert_is_a_conflict(gce):
@@ -384,7 +384,7 @@ def test_reset_forgets_everything(gce):
     request = urllib.request.Request(gce.url + "/_sandbox/reset", method="POST")
     with urllib.request.urlopen(request) as response:
         assert response.status == 200
-    assert state(gce) == {"instances": [], "disks": [], "firewalls": []}
+    assert state(gce) == {"instances": [], "disks": [], "firewalls": [], "services": []}
 
 
 def test_operation_names_requests_for_the_proxy():

@@ -63,4 +63,15 @@ def parse_retry_after(value):
         return None
 
 
+def exception_chain(exc, depth=0):
+    """exc and every exception it wraps (SDK -> HTTP library -> socket), so a classifier can find the cause."""
+    if exc is None or depth > 8:
+        return
+    yield exc
+    for inner in (getattr(exc, "inner_exception", None), getattr(exc, "reason", None), exc.__cause__, exc.__context__,
+                  *[arg for arg in getattr(exc, "args", ()) if isinstance(arg, BaseException)]):
+        if isinstance(inner, BaseException) and inner is not exc:
+            yield from exception_chain(inner, depth + 1)
+
+
 DEFAULT_POLICY = RetryPolicy()

@@ -174,7 +174,7 @@ def validate_choice(option, value, portable, provider_class):
 
 
 # Which providers deploy which kind: validation answers from here before any SDK loads.
-KIND_PROVIDERS = {"vm": PROVIDERS, "container": ("aws", "digitalocean", "gcp", "proxmox"), "function": ("aws",)}
+KIND_PROVIDERS = {"vm": PROVIDERS, "container": ("aws", "azure", "digitalocean", "gcp", "proxmox"), "function": ("aws",)}
 
 
 def validate_deployment(params, provider_class):

@@ -81,8 +81,9 @@ options:
   container:
     description:
       - The container of a O(kind=container) deployment. Changing any of it updates the service in place
-        (a new task definition revision, Cloud Run revision or app deployment) or, where the provider cannot
-        update (Azure Container Instances), recreates it and says so in C(recreated).
+        (a new task definition revision, Cloud Run revision, app deployment or redeployed container group) or,
+        where the provider cannot update (the cpu or memory of an Azure container group), recreates it and
+        says so in C(recreated).
     type: dict
     suboptions:
       image:

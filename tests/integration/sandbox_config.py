@@ -53,9 +53,11 @@ config = {
         "GOOGLE_APPLICATION_CREDENTIALS": "", "CLOUDSDK_CONFIG": "/nonexistent", "NO_GCE_CHECK": "True",
     },
     # Which providers run containers in this version, which give them a URL, which must recreate to update.
-    "lxcri_container_providers": ["aws", "digitalocean", "gcp"],
+    "lxcri_container_providers": ["aws", "azure", "digitalocean", "gcp"],
     "lxcri_container_url": {"aws": False, "azure": True, "gcp": True, "digitalocean": True, "proxmox": False},
-    "lxcri_container_recreates": {"aws": False, "azure": True, "gcp": False, "digitalocean": False, "proxmox": True},
+    "lxcri_container_recreates": {"aws": False, "azure": False, "gcp": False, "digitalocean": False, "proxmox": True},
+    # How many replicas a container deployment can have (Azure Container Instances: one group, no replicas).
+    "lxcri_container_max_count": {"aws": 2, "azure": 1, "gcp": 2, "digitalocean": 2, "proxmox": 2},
     "lxcri_container_secret": "ct-" + secrets.token_hex(8),
 }
 json.dump(config, sys.stdout, indent=2)

@@ -1,6 +1,7 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Azure: VMs are Azure virtual machines, one resource group per deployment, found by the tag lxcri-deployment.
+"""Azure: VMs are Azure virtual machines, one resource group per deployment, found by the tag lxcri-deployment;
+containers are container groups of Azure Container Instances (azure_containers.py, mixed into AzureProvider below).
 
 Where a deployment lives: the resource group `azure.resource_group` when it is set (it must exist; it is
 shared, so members are told apart by their tag), else `lxcri-<deployment>`, created on demand in the
@@ -45,11 +46,17 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.provider import (
     iso_utc,
     record,
 )
-from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, parse_retry_after
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure_containers import (
+    CONTAINER_OWN_TAGS,
+    ContainerInstances,
+    validate_container,
+)
+from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, exception_chain, parse_retry_after
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
     DEPLOYMENT_TAG,
     IMAGE_TAG,
     KIND_TAG,
+    SERVICE_KINDS,
     TAG_PREFIX,
     SpecError,
     member_index,
@@ -216,17 +223,6 @@ def _lower(text):
     return str(text or "").rstrip("/").lower()
 
 
-def _chain(exc, depth=0):
-    """exc and the exceptions it wraps (azure-core -> requests -> urllib3 -> socket)."""
-    if exc is None or depth > 8:
-        return
-    yield exc
-    for inner in (getattr(exc, "inner_exception", None), getattr(exc, "reason", None), exc.__cause__, exc.__context__,
-                  *[arg for arg in getattr(exc, "args", ()) if isinstance(arg, BaseException)]):
-        if isinstance(inner, BaseException) and inner is not exc:
-            yield from _chain(inner, depth + 1)
-
-
 def _status(exc):
     response = getattr(exc, "response", None)
     return getattr(exc, "status_code", None) or getattr(response, "status_code", None)
@@ -285,7 +281,7 @@ def auth_status(exc):
     status = _status(exc)
     if status:
         return status
-    for inner in _chain(exc):
+    for inner in exception_chain(exc):
         status = _status(inner) if inner is not exc else None
         if status:
             return status
@@ -296,22 +292,29 @@ def auth_status(exc):
 
 
 def _tls_failure(exc):
-    return any(isinstance(inner, ssl.SSLError) for inner in _chain(exc)) or "CERTIFICATE_VERIFY_FAILED" in str(exc)
+    return any(isinstance(inner, ssl.SSLError) for inner in exception_chain(exc)) or "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 def _network_failure(exc):
     """True when exc is or wraps an azure-core transport error (no HTTP answer came back)."""
     return ComputeManagementClient is not None and any(
-        isinstance(inner, (ServiceRequestError, ServiceResponseError)) for inner in _chain(exc)
+        isinstance(inner, (ServiceRequestError, ServiceResponseError)) for inner in exception_chain(exc)
     )
 
 
 def _refused(exc):
-    for inner in _chain(exc):
+    for inner in exception_chain(exc):
         if isinstance(inner, ConnectionRefusedError):
             return True
     text = str(exc).lower()
     return any(word in text for word in UNREACHABLE_TEXT)
+
+
+def _split(records):
+    """(VM records, container group records) by each record's kind."""
+    records = list(records)
+    return ([rec for rec in records if rec.get("kind") not in SERVICE_KINDS],
+            [rec for rec in records if rec.get("kind") in SERVICE_KINDS])
 
 
 class _SerialCredential:
@@ -378,7 +381,7 @@ class _Polling(ARMPolling):
 
 # -- the provider ---------------------------------------------------------------------------------
 
-class AzureProvider(Provider):
+class AzureProvider(ContainerInstances, Provider):
     name = "azure"
     title = "Azure"
     # Standard_B1ms, Standard_D2s_v5, Standard_E64-32s_v3, Standard_NC24ads_A100_v4, Basic_A1 ...
@@ -424,6 +427,9 @@ class AzureProvider(Provider):
         # (https://management.azure.com/.default, or a sovereign cloud's own).
         options = {"base_url": self.endpoint, "connection_verify": verify, "retry_total": 0,
                    "credential_scopes": [self.endpoint + "/.default"], "user_agent": "lxcri.cloud"}
+        self._options = options  # for the clients made on first use (containers)
+        self._aci = None
+        self._cg_docs = {}  # ARM id -> container group as last seen (for service_config)
         self.compute = ComputeManagementClient(self.credential, self.subscription, **options)
         self.network = NetworkManagementClient(self.credential, self.subscription, **options)
         self.resources = ResourceManagementClient(self.credential, self.subscription, **options)
@@ -437,9 +443,23 @@ class AzureProvider(Provider):
     @classmethod
     def validate(cls, spec):
         kind = spec.get("kind") or "vm"
-        if kind != "vm":
-            raise SpecError(f"kind '{kind}' is not supported on azure yet: azure deploys kind vm")
-        tags = spec.get("tags") or {}
+        if kind not in ("vm", "container"):
+            raise SpecError(f"kind '{kind}' is not supported on azure: azure deploys kind vm and container")
+        cls._validate_tags(spec.get("tags") or {}, 3 if kind == "vm" else len(CONTAINER_OWN_TAGS))
+        if kind == "container":
+            validate_container(spec)
+            return
+        if len(spec["image"]) > TAG_VALUE_MAX:
+            raise SpecError(f"image '{spec['image'][:40]}...' is too long for Azure's lxcri-image tag (at most {TAG_VALUE_MAX})")
+        urn = catalog.native_image(cls.name, spec["image"])
+        if "windows" in str(urn).split(":", maxsplit=1)[0].lower():
+            raise SpecError(f"image '{spec['image']}' is a Windows image: the azure provider deploys Linux VMs only")
+        size = len((spec.get("cloud_init") or "").encode("utf-8"))
+        if size > CUSTOM_DATA_MAX:
+            raise SpecError(f"user_data is {size} bytes; Azure's customData holds at most {CUSTOM_DATA_MAX}")
+
+    @staticmethod
+    def _validate_tags(tags, own):
         seen = {}
         for key, value in tags.items():
             problem = tag_problem(key, value)
@@ -449,16 +469,9 @@ class AzureProvider(Provider):
                 raise SpecError(f"tags: '{key}' and '{seen[key.lower()]}' are the same Azure tag (tag names are "
                                 "case-insensitive): keep one")
             seen[key.lower()] = key
-        if len(tags) + 3 > TAGS_MAX:
-            raise SpecError(f"tags: at most {TAGS_MAX - 3} tags on azure (a resource holds {TAGS_MAX}, 3 are the collection's)")
-        if len(spec["image"]) > TAG_VALUE_MAX:
-            raise SpecError(f"image '{spec['image'][:40]}...' is too long for Azure's lxcri-image tag (at most {TAG_VALUE_MAX})")
-        urn = catalog.native_image(cls.name, spec["image"])
-        if "windows" in str(urn).split(":", maxsplit=1)[0].lower():
-            raise SpecError(f"image '{spec['image']}' is a Windows image: the azure provider deploys Linux VMs only")
-        size = len((spec.get("cloud_init") or "").encode("utf-8"))
-        if size > CUSTOM_DATA_MAX:
-            raise SpecError(f"user_data is {size} bytes; Azure's customData holds at most {CUSTOM_DATA_MAX}")
+        if len(tags) + own > TAGS_MAX:
+            raise SpecError(f"tags: at most {TAGS_MAX - own} tags on azure (a resource holds {TAGS_MAX}, {own} are the "
+                            "collection's)")
 
     def region(self, spec):
         return normalize_location(super().region(spec))
@@ -487,7 +500,7 @@ class AzureProvider(Provider):
             if getattr(exc, POLLED, False):
                 # Out of a poller: its requests were retried already; only an operation that ended Failed with
                 # a code that may pass is worth sending again.
-                failed = any(isinstance(inner, OperationFailed) for inner in _chain(exc))
+                failed = any(isinstance(inner, OperationFailed) for inner in exception_chain(exc))
                 return (TRANSIENT, None) if failed and error_code(exc) in RETRYABLE_CODES else (FATAL, None)
             status = _status(exc)
             if status == 429 or error_code(exc) in ("TooManyRequests", "RequestThrottled"):
@@ -502,6 +515,9 @@ class AzureProvider(Provider):
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
             return TRANSIENT, None
         return FATAL, None
+
+    _error_code = staticmethod(error_code)
+    _error_text = staticmethod(error_text)
 
     def unreachable(self, exc):
         """Nothing answers at azure.endpoint (the authority's failures are ClientAuthenticationErrors)."""
@@ -668,9 +684,6 @@ class AzureProvider(Provider):
             if (vm.get("tags") or {}).get(DEPLOYMENT_TAG) == name and normalize_location(vm.get("location")) == region
         ), key=_member_order)
 
-    def find_service(self, name, region, kind):
-        return []  # the azure provider deploys kind vm only (validate() refuses the others)
-
     def list(self, region, tags=None):
         tags = {key: str(value) for key, value in (tags or {}).items()}
         vms, nics, ips = self._scan()
@@ -678,9 +691,14 @@ class AzureProvider(Provider):
             self._record(vm, nics, ips) for vm in vms
             if DEPLOYMENT_TAG in (vm.get("tags") or {}) and normalize_location(vm.get("location")) == normalize_location(region)
         ]
-        return [rec for rec in records if all(rec["tags"].get(key) == value for key, value in tags.items())]
+        records = [rec for rec in records if all(rec["tags"].get(key) == value for key, value in tags.items())]
+        return records + self._list_groups(normalize_location(region), tags)
 
     def refresh(self, records):
+        records, groups = _split(records)
+        return self._refresh_vms(records) + (self._refresh_groups(groups) if groups else [])
+
+    def _refresh_vms(self, records):
         by_group = {}
         for rec in records:
             by_group.setdefault(self._group_of(rec), set()).add(rec["id"])
@@ -766,6 +784,8 @@ class AzureProvider(Provider):
     # -- changing ----------------------------------------------------------------------------------
 
     def create(self, spec, region, members):
+        if spec["kind"] in SERVICE_KINDS:
+            return self._create_group(spec, region)
         group = self._ensure_group(spec["name"], region)
         self._refuse_taken(spec["name"], group, members)
         subnet_id = self._ensure_network(spec["name"], group, region)
@@ -867,6 +887,13 @@ class AzureProvider(Provider):
         return f"what this run had made for it (VM, network interface {nic_name}, public IP {ip_name}) was removed again"
 
     def delete(self, records):
+        records, groups = _split(records)
+        if groups:
+            self._delete_groups(groups)
+        if records:
+            self._delete_vms(records)
+
+    def _delete_vms(self, records):
         # The VMs take their OS disk and NIC with them (deleteOption Delete).
         self.each(lambda rec: self._delete(self.compute.virtual_machines.begin_delete, self._group_of(rec), rec["name"]),
                   records)
@@ -929,16 +956,29 @@ class AzureProvider(Provider):
         self._lro(begin, self._group_of(rec), rec["name"])
 
     def start(self, records):
+        records, groups = _split(records)
+        if groups:
+            self._start_groups(groups)
         self.each(lambda rec: self._power(rec, "start"), records)
 
     def stop(self, records):
+        records, groups = _split(records)
+        if groups:
+            self._stop_groups(groups)
         # Deallocate rather than power off: a deallocated VM is not billed for compute.
         self.each(lambda rec: self._power(rec, "deallocate"), records)
 
     def restart(self, records):
+        records, groups = _split(records)
+        if groups:
+            self._restart_groups(groups)
         self.each(lambda rec: self._power(rec, "restart"), records)
 
     def update_tags(self, records, tags, purge):
+        records, groups = _split(records)
+        if groups:
+            self._tag_groups(groups, tags, purge)
+
         def retag(rec):
             group = self._group_of(rec)
             raw = self._raw_tags.get(rec["id"])

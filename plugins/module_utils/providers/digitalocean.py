@@ -28,7 +28,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean
     AppPlatform,
     validate_container,
 )
-from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, parse_retry_after
+from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, exception_chain, parse_retry_after
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
     DEPLOYMENT_TAG,
     IMAGE_TAG,
@@ -140,17 +140,6 @@ def deployment_tag(name):
 
 def image_tag(image):
     return f"{IMAGE_TAG}:{encode_value(image)}"
-
-
-def _chain(exc, depth=0):
-    """exc and the exceptions it wraps (azure-core -> requests -> urllib3 -> socket)."""
-    if exc is None or depth > 8:
-        return
-    yield exc
-    for inner in (getattr(exc, "inner_exception", None), getattr(exc, "reason", None), exc.__cause__, exc.__context__,
-                  *[arg for arg in getattr(exc, "args", ()) if isinstance(arg, BaseException)]):
-        if isinstance(inner, BaseException) and inner is not exc:
-            yield from _chain(inner, depth + 1)
 
 
 def _error_body(exc):
@@ -269,7 +258,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
                 # "Droplet already has a pending event": another action is still running; it will end.
                 return TRANSIENT, None
             return FATAL, None
-        if self.unreachable(exc) or any(isinstance(inner, ssl.SSLError) for inner in _chain(exc)):
+        if self.unreachable(exc) or any(isinstance(inner, ssl.SSLError) for inner in exception_chain(exc)):
             return FATAL, None
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
             return TRANSIENT, None
@@ -278,7 +267,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
     def unreachable(self, exc):
         if pydo is None or not isinstance(exc, ServiceRequestError):
             return False
-        for inner in _chain(exc):
+        for inner in exception_chain(exc):
             if isinstance(inner, (ConnectionRefusedError, socket.gaierror)):
                 return True
         return any(text in str(exc).lower() for text in UNREACHABLE_TEXT)
@@ -287,7 +276,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
         try:
             return super().call(func, *args, **kwargs)
         except ServiceRequestError as exc:
-            if not any(isinstance(inner, ssl.SSLError) for inner in _chain(exc)):
+            if not any(isinstance(inner, ssl.SSLError) for inner in exception_chain(exc)):
                 raise
             endpoint = self.connection.get("endpoint") or DEFAULT_ENDPOINT
             raise ProviderError(

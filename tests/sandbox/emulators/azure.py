@@ -9,7 +9,8 @@ Serves what azure-identity's ClientSecretCredential and the azure-mgmt-* SDKs (c
   per-server key. When ``AZURE_CLIENT_ID`` / ``AZURE_CLIENT_SECRET`` (/ ``AZURE_TENANT_ID``) are set (or
   given to make_server), other values are refused as AAD does (AADSTS700016 400, AADSTS7000215 401,
   AADSTS90002 400) and every ARM request needs ``Authorization: Bearer <token issued here>``.
-* ARM: see azure_arm.py (engine), azure_network.py and azure_compute.py (resource types).
+* ARM: see azure_arm.py (engine), azure_network.py, azure_compute.py and azure_containers.py (resource
+  types: networks, VMs and disks, container groups).
 
 Contract: tests/sandbox/emulators/__init__.py.
 """
@@ -27,7 +28,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import azure_compute, azure_network  # noqa: F401  (register the resource types)
+from . import azure_compute, azure_containers, azure_network  # noqa: F401  (register the resource types)
 from .azure_arm import Arm, ArmError, Request
 from .azure_routes import implemented_operations as _arm_operations, parse
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from azure.mgmt.compute import models as compute_models
 from azure.mgmt.compute import operations as compute_ops
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.mgmt.containerinstance import operations as aci_ops
 from azure.mgmt.monitor import models as monitor_models
 from azure.mgmt.network import operations as network_ops
 
@@ -80,6 +82,11 @@ for _name, _method in (("createOrUpdate", "begin_create_or_update"), ("update", 
                        ("delete", "begin_delete"), ("listByResourceGroup", "list_by_resource_group"),
                        ("list", "list")):
     SDK_OPERATIONS[f"disks.{_name}"] = ("azure-mgmt-compute", compute_ops.DisksOperations, _method)
+for _name, _method in (("createOrUpdate", "begin_create_or_update"), ("update", "update"), ("get", "get"),
+                       ("delete", "begin_delete"), ("listByResourceGroup", "list_by_resource_group"), ("list", "list"),
+                       ("start", "begin_start"), ("stop", "stop"), ("restart", "begin_restart")):
+    SDK_OPERATIONS[f"containerGroups.{_name}"] = ("azure-mgmt-containerinstance", aci_ops.ContainerGroupsOperations,
+                                                  _method)
 # implemented operations without an SDK among the collection's requirements (checked in test_azure_emulator.py)
 NO_SDK = {name: "azure-mgmt-resource is not a requirement" for name in (
     "subscriptions.list", "subscriptions.get", "resourceGroups.list", "resourceGroups.createOrUpdate",
@@ -382,6 +389,17 @@ def _drive_everything(sb):
         action(rg, "vm").result()
     vms.begin_delete(rg, "vm").result()
     vms.begin_delete(rg, "vm").result()  # already gone: 204
+    aci = ContainerInstanceManagementClient(sb.credential, SUB, base_url=sb.base, connection_verify=sb.ca).container_groups
+    group = {"location": LOCATION, "properties": {"osType": "Linux", "containers": [{"name": "web", "properties": {
+        "image": "nginx:1.27", "ports": [{"port": 80}], "resources": {"requests": {"cpu": 1, "memoryInGB": 1.5}}}}],
+        "ipAddress": {"type": "Public", "ports": [{"port": 80}], "dnsNameLabel": "web-conformance"}}}
+    aci.begin_create_or_update(rg, "web", group).result()
+    aci.begin_create_or_update(rg, "web", group).result()  # update: 200
+    aci.update(rg, "web", {"tags": {"k": "v"}}), aci.get(rg, "web")
+    list(aci.list_by_resource_group(rg)), list(aci.list())
+    aci.stop(rg, "web"), aci.begin_start(rg, "web").result(), aci.begin_start(rg, "web").result()  # 202, then 204
+    aci.begin_restart(rg, "web").result()
+    aci.begin_delete(rg, "web").result(), aci.begin_delete(rg, "web").result()  # 202, then 204
     disks = comp.disks
     disks.begin_create_or_update(rg, "data", {"location": LOCATION, "sku": {"name": "Premium_LRS"}, "properties": {
         "creationData": {"createOption": "Empty"}, "diskSizeGB": 64}}).result()

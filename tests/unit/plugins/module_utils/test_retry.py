@@ -96,3 +96,18 @@ def test_time_budget_is_bounded():
 @pytest.mark.parametrize("value, seconds", [("5", 5.0), ("0.5", 0.5), (None, None), ("soon", None), ("-3", 0.0)])
 def test_parse_retry_after(value, seconds):
     assert parse_retry_after(value) == seconds
+
+
+def test_exception_chain_finds_the_cause_behind_wrappers():
+    from ansible_collections.lxcri.cloud.plugins.module_utils.retry import exception_chain
+
+    refused = ConnectionRefusedError("refused")
+    try:
+        try:
+            raise refused
+        except ConnectionRefusedError as exc:
+            raise RuntimeError("SDK wrapper") from exc
+    except RuntimeError as wrapped:
+        outer = ValueError("transport", wrapped)
+    found = list(exception_chain(outer))
+    assert found[0] is outer and refused in found

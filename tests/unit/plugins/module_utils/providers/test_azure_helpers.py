@@ -56,8 +56,8 @@ def test_good_specs_pass_and_windows_huge_custom_data_and_other_kinds_do_not():
         az.AzureProvider.validate(_spec(image="MicrosoftWindowsServer:WindowsServer:2022-datacenter:latest"))
     with pytest.raises(SpecError, match="customData holds at most 65535"):
         az.AzureProvider.validate(_spec(cloud_init="x" * 65536))
-    with pytest.raises(SpecError, match="kind 'container' is not supported on azure"):
-        az.AzureProvider.validate(_spec(kind="container"))
+    with pytest.raises(SpecError, match="kind 'function' is not supported on azure"):
+        az.AzureProvider.validate(_spec(kind="function"))
 
 
 @pytest.mark.parametrize("size", ["Standard_B1ms", "Standard_D2s_v5", "Standard_E64-32s_v3", "Standard_NC24ads_A100_v4",

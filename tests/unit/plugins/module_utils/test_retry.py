@@ -102,12 +102,8 @@ def test_exception_chain_finds_the_cause_behind_wrappers():
     from ansible_collections.lxcri.cloud.plugins.module_utils.retry import exception_chain
 
     refused = ConnectionRefusedError("refused")
-    try:
-        try:
-            raise refused
-        except ConnectionRefusedError as exc:
-            raise RuntimeError("SDK wrapper") from exc
-    except RuntimeError as wrapped:
-        outer = ValueError("transport", wrapped)
+    wrapped = RuntimeError("SDK wrapper")
+    wrapped.__cause__ = refused
+    outer = ValueError("transport", wrapped)
     found = list(exception_chain(outer))
-    assert found[0] is outer and refused in found
+    assert found[0] is outer and wrapped in found and refused in found

@@ -8,7 +8,7 @@ COLLECTIONS := build/collections
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLLECTIONS)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv collection sandbox test sanity lint units integration molecule demo clean
+.PHONY: venv collection sandbox test sanity lint units integration molecule demo bench-inventory clean
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,9 @@ molecule: collection sandbox
 
 demo: collection sandbox
 	scripts/demo
+
+bench-inventory: venv
+	scripts/bench-inventory
 
 clean:
 	-scripts/sandbox down

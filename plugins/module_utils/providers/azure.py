@@ -594,8 +594,19 @@ class AzureProvider(ContainerInstances, Provider):
         return _doc(self.call(attempt))
 
     def _list(self, pager):
-        """Every item of a paged list, as JSON; the listing is one retried unit (pager() starts it afresh)."""
-        return self.call(lambda: [_doc(item) for item in pager()])
+        """Every item of a paged list, as JSON; each page is one retried call that resumes at its
+        continuation token, so a throttled page does not start the whole listing again."""
+        items, token = [], None
+        while True:
+            def page(token=token):
+                pages = pager().by_page(continuation_token=token)
+                chunk = next(pages, None)
+                return [_doc(item) for item in chunk or []], pages.continuation_token
+
+            chunk, token = self.call(page)
+            items += chunk
+            if not token:
+                return items
 
     def _get(self, func, *args, **kwargs):
         """The resource as JSON, or None when it does not exist."""

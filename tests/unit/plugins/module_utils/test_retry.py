@@ -7,6 +7,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.retry import (
     RetryPolicy,
     parse_retry_after,
 )
+from clock import FakeClock
 
 
 class Boom(Exception):
@@ -17,19 +18,6 @@ class Boom(Exception):
 
 def classify(exc):
     return (exc.kind, exc.retry_after) if isinstance(exc, Boom) else (FATAL, None)
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self):
-        return self.now
 
 
 def flaky(failures):
@@ -49,14 +37,14 @@ def policy(clock, **kw):
 
 
 def test_throttling_and_transient_errors_are_retried_until_success():
-    clock = Clock()
+    clock = FakeClock()
     func, calls = flaky([Boom(THROTTLED), Boom(TRANSIENT), Boom(THROTTLED)])
     assert policy(clock).call(func, classify) == "ok"
     assert len(calls) == 4 and len(clock.sleeps) == 3
 
 
 def test_fatal_errors_are_not_retried():
-    clock = Clock()
+    clock = FakeClock()
     func, calls = flaky([Boom(FATAL)])
     with pytest.raises(Boom):
         policy(clock).call(func, classify)
@@ -64,7 +52,7 @@ def test_fatal_errors_are_not_retried():
 
 
 def test_retry_after_is_honoured():
-    clock = Clock()
+    clock = FakeClock()
     func, _calls = flaky([Boom(THROTTLED, retry_after=3.0)])
     policy(clock, base=0.1).call(func, classify)
     assert 3.0 <= clock.sleeps[0] <= 3.1
@@ -78,7 +66,7 @@ def test_full_jitter_stays_within_the_exponential_cap():
 
 
 def test_attempts_are_bounded():
-    clock = Clock()
+    clock = FakeClock()
     func, calls = flaky([Boom(TRANSIENT)] * 20)
     with pytest.raises(Boom):
         policy(clock, attempts=4).call(func, classify)
@@ -86,7 +74,7 @@ def test_attempts_are_bounded():
 
 
 def test_time_budget_is_bounded():
-    clock = Clock()
+    clock = FakeClock()
     func, calls = flaky([Boom(THROTTLED, retry_after=30)] * 20)
     with pytest.raises(Boom):
         policy(clock, budget=60).call(func, classify)

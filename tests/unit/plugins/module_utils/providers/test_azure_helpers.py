@@ -1,11 +1,11 @@
 """The Azure provider's pure parts: spec checks, records, states, error classification, sign-in handling."""
-import json
 
 import pytest
 
 from ansible_collections.lxcri.cloud.plugins.module_utils.providers import azure as az
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, RetryPolicy
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError
+from azure_core_response import AzureCoreResponse
 
 exceptions = pytest.importorskip("azure.core.exceptions")
 pytest.importorskip("azure.mgmt.compute")
@@ -187,30 +187,10 @@ def test_the_group_is_ours_unless_one_is_given(provider):
 
 # -- errors ----------------------------------------------------------------------------------------
 
-class _Response:
-    """Just enough of an azure-core HTTP response for HttpResponseError."""
-
-    def __init__(self, status, body, headers=None):
-        self.status_code = status
-        self.reason = "reason"
-        self.headers = headers or {}
-        self.content_type = "application/json"
-        self._body = body
-        self.request = None
-
-    def json(self):
-        return self._body
-
-    def text(self, encoding=None):
-        return json.dumps(self._body)
-
-    def body(self):
-        return json.dumps(self._body).encode()
-
 
 def _error(status, code="Whatever", headers=None, cls=None):
     body = {"error": {"code": code, "message": f"{code} happened."}}
-    return (cls or exceptions.HttpResponseError)(response=_Response(status, body, headers))
+    return (cls or exceptions.HttpResponseError)(response=AzureCoreResponse(status, body, headers))
 
 
 def _polled(exc, failed):

@@ -5,6 +5,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
 from ansible_collections.lxcri.cloud.plugins.module_utils.providers import digitalocean as do
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError
+from azure_core_response import AzureCoreResponse
 
 pydo = pytest.importorskip("pydo")
 exceptions = pytest.importorskip("azure.core.exceptions")
@@ -134,29 +135,8 @@ def test_a_second_droplet_with_a_member_name_is_not_a_member(provider):
     assert [rec["name"] for rec in records] == ["web-1", "web-1#500000009"]
 
 
-class _Response:
-    """Just enough of an azure-core HTTP response for HttpResponseError."""
-
-    def __init__(self, status, body, headers=None):
-        self.status_code = status
-        self.reason = "reason"
-        self.headers = headers or {}
-        self.content_type = "application/json"
-        self._body = body
-        self.request = None
-
-    def json(self):
-        return self._body
-
-    def text(self, encoding=None):
-        return str(self._body)
-
-    def body(self):
-        return str(self._body).encode()
-
-
 def _http_error(status, body=None, headers=None):
-    return exceptions.HttpResponseError(response=_Response(status, body or {"id": "x", "message": "m"}, headers))
+    return exceptions.HttpResponseError(response=AzureCoreResponse(status, body or {"id": "x", "message": "m"}, headers))
 
 
 def test_classification(provider):

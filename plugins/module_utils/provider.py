@@ -7,9 +7,12 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import re
+import time
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
+from ansible_collections.lxcri.cloud.plugins.module_utils.monitoring import evaluate
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import DEFAULT_POLICY, FATAL
+from ansible_collections.lxcri.cloud.plugins.module_utils.spec import KIND_PROVIDERS
 
 STATES = ("pending", "running", "stopped", "terminated", "error", "unknown")
 RECORD_FIELDS = (
@@ -88,6 +91,11 @@ class Provider:
     def validate(cls, spec):
         """Provider-specific checks that need no API call; raise spec.SpecError."""
 
+    @classmethod
+    def validate_alarm(cls, alarm):
+        """Provider-specific checks of a portable alarm (monitoring.validate_alarm) that need no API call;
+        raise spec.SpecError. Called with the name/kind/tags only when state is absent."""
+
     def call(self, func, *args, **kwargs):
         """An API call under the shared retry policy with this provider's error classifier."""
         try:
@@ -143,6 +151,18 @@ class Provider:
             return self.find_members(name, region, kind)
         return self.find_service(name, region, kind)
 
+    def select(self, region, name=None, kinds=None, tags=None):
+        """Records of deployment `name` (or of every deployment in the region) of these kinds (default: every
+        kind this provider deploys) whose tags include `tags`, sorted by deployment and member name."""
+        kinds = kinds or [kind for kind, names in KIND_PROVIDERS.items() if self.name in names]
+        if name:
+            records = [rec for kind in kinds for rec in self.find(name, region, kind)]
+        else:
+            records = [rec for rec in self.list(region) if rec["kind"] in kinds]
+        tags = tags or {}
+        records = [rec for rec in records if all(rec["tags"].get(k) == v for k, v in tags.items())]
+        return sorted(records, key=lambda rec: (rec["deployment"] or "", rec["name"] or ""))
+
     def find_members(self, name, region, kind="vm"):
         raise NotImplementedError
 
@@ -191,6 +211,40 @@ class Provider:
     def refresh(self, records):
         """Fresh records for these members (state, addresses)."""
         raise NotImplementedError
+
+    # Monitoring (docs/cloud_monitoring.md). Series are monitoring.series() or monitoring.missing().
+    def metrics(self, records, names, start, end, period):
+        """[{metric: series}] in the order of `records` (members and services alike), for the portable metric
+        `names` over [start, end) at `period` seconds, in as few API calls as the provider allows."""
+        raise NotImplementedError
+
+    def find_alarm(self, name, region):
+        """The alarm record (monitoring.alarm_record) of the collection's alarm `name`, or None."""
+        raise NotImplementedError
+
+    def list_alarms(self, region):
+        """Records of every alarm the collection made in `region`."""
+        raise NotImplementedError
+
+    def put_alarm(self, alarm, region, targets, current):
+        """Create the alarm (current is None) or update `current` in place, with its notification targets,
+        for the target records; return its record. A failure part-way removes what this call created."""
+        raise NotImplementedError
+
+    def delete_alarm(self, current):
+        """Remove the alarm and the notification resources made for it."""
+        raise NotImplementedError
+
+    def evaluated_state(self, alarm, now=None):
+        """(state, reason) of an alarm record computed from the metrics it watches, for providers whose API
+        keeps no alarm state: the last evaluation_periods periods of each target deployment's members."""
+        targets = [rec for name in alarm["deployments"] for rec in self.find(name, alarm["region"], alarm["kind"])]
+        if not targets:
+            return "insufficient_data", f"no live members in {', '.join(alarm['deployments'])}"
+        period = alarm["period"]
+        end = int(now if now is not None else time.time()) // period * period
+        answers = self.metrics(targets, [alarm["metric"]], end - period * alarm["evaluation_periods"], end, period)
+        return evaluate(alarm, {rec["name"]: answer[alarm["metric"]] for rec, answer in zip(targets, answers)})
 
 
 def load(name):

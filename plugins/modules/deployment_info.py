@@ -91,7 +91,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.cloud.plugins.module_utils.errors import failing_clearly
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import load
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
-    KIND_PROVIDERS,
+    KINDS,
     PROVIDERS,
     connection_argument_spec,
     validate_name,
@@ -103,7 +103,7 @@ def main():
     argument_spec = {
         "provider": {"type": "str", "required": True, "choices": list(PROVIDERS)},
         "name": {"type": "str"},
-        "kind": {"type": "str", "choices": list(KIND_PROVIDERS)},
+        "kind": {"type": "str", "choices": list(KINDS)},
         "tags": {"type": "dict", "default": {}},
         "region": {"type": "str"},
         **connection_argument_spec(),
@@ -116,13 +116,8 @@ def main():
         tags = validate_tags(params["tags"])
         provider = load(params["provider"])(params[params["provider"]])
         region = provider.region(params)
-        kinds = [params["kind"]] if params["kind"] else [k for k, names in KIND_PROVIDERS.items() if params["provider"] in names]
-        if params["name"]:
-            records = [rec for kind in kinds for rec in provider.find(params["name"], region, kind)]
-        else:
-            records = [rec for rec in provider.list(region) if rec["kind"] in kinds]
-        records = [rec for rec in records if all(rec["tags"].get(k) == v for k, v in tags.items())]
-        module.exit_json(changed=False, deployments=sorted(records, key=lambda rec: (rec["deployment"] or "", rec["name"] or "")))
+        kinds = [params["kind"]] if params["kind"] else None
+        module.exit_json(changed=False, deployments=provider.select(region, params["name"], kinds, tags))
 
 
 if __name__ == "__main__":

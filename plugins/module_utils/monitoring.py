@@ -27,6 +27,8 @@ METRICS = {
     "requests": "count",
 }
 DEFAULT_METRICS = ("cpu", "memory", "network_in", "network_out", "disk_read", "disk_write")
+# The providers with native metric alerting (Proxmox VE has none: its validate_alarm says what to use instead).
+ALARM_PROVIDERS = ("aws", "azure", "digitalocean", "gcp")
 STATISTICS = ("average", "max", "min", "sum")
 COMPARISONS = ("above", "below")
 ALARM_STATES = ("ok", "alarm", "insufficient_data", "unknown")

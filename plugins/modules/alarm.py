@@ -12,7 +12,7 @@ description:
   - Creates, updates in place or removes a native alarm on the portable metric of one or more deployments, with
     its notifications. AWS gets a CloudWatch alarm and an SNS topic with subscriptions, Azure a metric alert
     and an action group, GCP an alert policy and notification channels, DigitalOcean an alert policy.
-  - An alarm is found again by O(provider), region and O(name): a re-run never makes a second one.
+  - An alarm is found again by O(provider), region and O(name), so a re-run never makes a second one.
   - The alarm watches the members that the target deployments have when the task runs; run it again after
     scaling a deployment so that it watches the new members too.
   - Proxmox VE has no native metric alerting, so every alarm on it fails validation, saying what to use instead.

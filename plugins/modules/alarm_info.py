@@ -13,7 +13,7 @@ description:
     M(lxcri.cloud.alarm) returns, with the current C(state).
   - AWS and Azure keep alarm state themselves (C(state_source=native)); GCP and DigitalOcean keep none in their
     APIs, so the collection evaluates the alarm's condition on the latest data points (C(state_source=evaluated)).
-  - Proxmox VE has no native metric alerting: the module fails, saying what to use instead.
+  - Proxmox VE has no native metric alerting, so the module fails there, saying what to use instead.
 author:
   - lxcri.cloud developers (@lxcri)
 attributes:

@@ -59,5 +59,26 @@ config = {
     # How many replicas a container deployment can have (Azure Container Instances: one group, no replicas).
     "lxcri_container_max_count": {"aws": 2, "azure": 1, "gcp": 2, "digitalocean": 2, "proxmox": 2},
     "lxcri_container_secret": "ct-" + secrets.token_hex(8),
+    # Monitoring: a container of each provider to read metrics of (Proxmox: an LXC container).
+    "lxcri_metrics_container": {p: {"image": "nginx:1.27", "port": 80} for p in ("aws", "azure", "digitalocean", "gcp")}
+    | {"proxmox": {"image": "ubuntu-24.04", "cpu": 0.5, "memory": 512}},
+    # How many API calls four metrics of `members` VMs take: the batching contract of docs/cloud_monitoring.md.
+    "lxcri_metrics_batching": {
+        "aws": {"members": 50, "calls": {"cloudwatch.GetMetricData": 1}},
+        "azure": {"members": 4, "calls": {"metrics.list": 4}},
+        "digitalocean": {"members": 4, "calls": {}},
+        "gcp": {"members": 6, "calls": {"timeSeries.list": 4}},
+        "proxmox": {"members": 6, "calls": {"rrddata": 6}},
+    },
+    "lxcri_alarm_providers": ["aws", "azure", "digitalocean", "gcp"],
+    # What each provider's alarms carry: webhooks, tags, where the state comes from, and how many resources
+    # (alarm + notification targets) one alarm with an email and a webhook adds to `scripts/sandbox state`.
+    "lxcri_alarm_features": {
+        "aws": {"webhooks": True, "tags": True, "state_source": "native", "resources": 2},
+        "azure": {"webhooks": True, "tags": True, "state_source": "native", "resources": 2},
+        "digitalocean": {"webhooks": False, "tags": False, "state_source": "evaluated", "resources": 1},
+        "gcp": {"webhooks": True, "tags": True, "state_source": "evaluated", "resources": 3},
+    },
+    "lxcri_alarm_webhook_token": "T" + secrets.token_hex(12),
 }
 json.dump(config, sys.stdout, indent=2)

@@ -5,6 +5,7 @@
   state                                        JSON {provider: {resource_type: [ids]}} of live resources
   requests [--reset]                           JSON {provider: {operation: count}} (--reset: then zero them)
   faults PROVIDER [--error-rate R] [--throttle-rate R] [--reset-rate R] [--latency-ms N] [--seed S] [--reset]
+  alarm-state PROVIDER NAME STATE              make alarm NAME show STATE (alarm|ok|insufficient_data) to alarm_info
   reset                                        forget every resource, zero the counters, clear the faults
   down                                         stop everything
 
@@ -148,6 +149,14 @@ def cmd_faults(args):
     print(json.dumps(runtime.control(ctx, "/faults", payload), indent=2, sort_keys=True))
 
 
+def cmd_alarm_state(args):
+    ctx = _context_of_running_sandbox()
+    provider = registry.get(args.provider)
+    if provider.force_alarm is None:
+        raise SandboxError(f"{args.provider} has no alarms to force (no native metric alerting)")
+    print(json.dumps(provider.force_alarm(ctx, args.name, args.state), indent=2, sort_keys=True))
+
+
 def cmd_reset(args):
     ctx = _context_of_running_sandbox()
     for provider in registry.PROVIDERS:
@@ -192,6 +201,11 @@ def _parser():
     faults.add_argument("--retry-after", type=int, help="seconds in Retry-After (default 1)")
     faults.add_argument("--reset", action="store_true", help="clear this provider's faults first")
     faults.set_defaults(run=cmd_faults)
+    alarm = commands.add_parser("alarm-state", help="make an alarm show a state (as CloudWatch set_alarm_state)")
+    alarm.add_argument("provider", choices=[p.name for p in registry.PROVIDERS])
+    alarm.add_argument("name", help="the alarm's name as given to lxcri.cloud.alarm")
+    alarm.add_argument("state", choices=["alarm", "ok", "insufficient_data"])
+    alarm.set_defaults(run=cmd_alarm_state)
     commands.add_parser("reset", help="forget all resources, counters and faults").set_defaults(run=cmd_reset)
     commands.add_parser("down", help="stop everything (idempotent)").set_defaults(run=cmd_down)
     return parser

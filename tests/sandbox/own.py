@@ -12,9 +12,10 @@ from http import HTTPStatus
 HEALTH_PATH = "/_sandbox/health"
 
 
-def sandbox_call(url, method="GET"):
-    """GET or POST one of the /_sandbox/ endpoints of a backend; the decoded JSON answer (or None)."""
-    request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+def sandbox_call(url, method="GET", body=None):
+    """GET or POST (JSON `body`) one of the /_sandbox/ endpoints of a backend; the decoded JSON answer (or None)."""
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         body = response.read()
     return json.loads(body) if body.strip() else None
@@ -45,6 +46,9 @@ class OwnEmulator:
 
     def reset(self, ctx):
         sandbox_call(ctx.backend_url(self.name) + "/_sandbox/reset", "POST")
+
+    def force_alarm(self, ctx, name, state):
+        return sandbox_call(ctx.backend_url(self.name) + "/_sandbox/alarm-state", "POST", {"name": name, "state": state})
 
 
 def _json_fault(status, body, headers):

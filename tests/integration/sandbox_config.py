@@ -66,9 +66,11 @@ config = {
     "lxcri_metrics_batching": {
         "aws": {"members": 50, "calls": {"cloudwatch.GetMetricData": 1}},
         "azure": {"members": 4, "calls": {"metrics.list": 4}},
-        "digitalocean": {"members": 4, "calls": {}},
+        # one call per (droplet, native metric): cpu 1, bandwidth in + out 2, disk none
+        "digitalocean": {"members": 4, "calls": {"monitoring.get_DropletCpuMetrics": 4,
+                                                 "monitoring.get_dropletBandwidthMetrics": 8}},
         "gcp": {"members": 6, "calls": {"timeSeries.list": 4}},
-        "proxmox": {"members": 6, "calls": {"rrddata": 6}},
+        "proxmox": {"members": 6, "calls": {"GET /nodes/{node}/qemu/{vmid}/rrddata": 6}},
     },
     "lxcri_alarm_providers": ["aws", "azure", "digitalocean", "gcp"],
     # What each provider's alarms carry: webhooks, tags, where the state comes from, and how many resources

@@ -1,7 +1,8 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """DigitalOcean: VMs are droplets, found by the tag lxcri-deployment:<name> and named <name>-<i>;
-containers are App Platform apps (digitalocean_apps.py, mixed into DigitalOceanProvider below).
+containers are App Platform apps (digitalocean_apps.py, mixed into DigitalOceanProvider below); metrics
+and alert policies live in digitalocean_monitoring.py (the monitoring methods below delegate to it).
 
 DigitalOcean tags are plain strings (letters, digits, colon, dash, underscore; at most 255), so every
 key/value pair becomes one tag `key:value`: the collection's own `lxcri-deployment:<name>`,
@@ -24,6 +25,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.provider import (
     iso_utc,
     record,
 )
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers import digitalocean_monitoring as do_monitoring
 from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean_apps import (
     AppPlatform,
     validate_container,
@@ -663,3 +665,24 @@ class DigitalOceanProvider(AppPlatform, Provider):
         self.each(lambda tag: self._drop_if_unused(tag, set()), sorted(remove))
         for rec in records:
             self._raw_tags.pop(rec["id"], None)
+
+    # -- monitoring (digitalocean_monitoring.py) -------------------------------------------------
+
+    def metrics(self, records, names, start, end, period):
+        return do_monitoring.metrics(self, records, names, start, end, period)
+
+    @classmethod
+    def validate_alarm(cls, alarm):
+        do_monitoring.validate_alarm(alarm)
+
+    def find_alarm(self, name, region):
+        return do_monitoring.find_alarm(self, name, region)
+
+    def list_alarms(self, region):
+        return do_monitoring.list_alarms(self, region)
+
+    def put_alarm(self, alarm, region, targets, current):
+        return do_monitoring.put_alarm(self, alarm, region, targets, current)
+
+    def delete_alarm(self, current):
+        do_monitoring.delete_alarm(self, current)

@@ -9,8 +9,9 @@ Auth: ``Authorization: Bearer <token>``. If ``token`` is given to :func:`make_se
 variable ``DIGITALOCEAN_TOKEN`` is set in the emulator process, any other token gets 401;
 otherwise any non-empty token is accepted.
 
-Features live in ``digitalocean_<feature>.py`` modules (see ``digitalocean_core``); to add one
-(apps, monitoring), write the module and append it to ``FEATURES``.
+Features live in ``digitalocean_<feature>.py`` modules (see ``digitalocean_core``); to add one, write the
+module and append it to ``FEATURES``. A feature's ``SANDBOX`` dict adds ``POST /_sandbox/<name>`` hooks
+(monitoring: ``alarm-state``).
 """
 import argparse
 import json
@@ -22,12 +23,15 @@ import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.sandbox.emulators import digitalocean_apps, digitalocean_catalog, digitalocean_droplets, digitalocean_tags
+from tests.sandbox.emulators import (
+    digitalocean_apps, digitalocean_catalog, digitalocean_droplets, digitalocean_monitoring, digitalocean_tags,
+)
 from tests.sandbox.emulators.digitalocean_core import (
     ApiError, Request, Router, State, bad_request, new_request_id, not_found,
 )
 
-FEATURES = [digitalocean_droplets, digitalocean_tags, digitalocean_catalog, digitalocean_apps]
+FEATURES = [digitalocean_droplets, digitalocean_tags, digitalocean_catalog, digitalocean_apps, digitalocean_monitoring]
+SANDBOX_HOOKS = {name: hook for feature in FEATURES for name, hook in getattr(feature, "SANDBOX", {}).items()}
 ROUTER = Router([route for feature in FEATURES for route in feature.ROUTES])
 
 RATE_LIMIT = 5000  # requests per hour, as the real API
@@ -108,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"x-request-id": request_id}
         try:
             if split.path.startswith("/_sandbox/"):
-                status, body = self._sandbox(split.path)
+                status, body = self._sandbox(split.path, raw)
             else:
                 status, body, extra = self._api(split, raw, headers)
                 headers.update(extra)
@@ -148,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = route.handler(state, request)
         return response.status, response.body, response.headers
 
-    def _sandbox(self, path):
+    def _sandbox(self, path, raw):
         state = self.server.state
         name = path[len("/_sandbox/"):].strip("/")
         if name == "health" and self.command == "GET":
@@ -160,6 +164,14 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "reset" and self.command == "POST":
             state.reset()
             return 200, {"reset": True}
+        if name in SANDBOX_HOOKS and self.command == "POST":
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError as exc:
+                raise bad_request(f"The request body is not valid JSON: {exc}")
+            with state.lock:
+                state.advance()
+                return 200, SANDBOX_HOOKS[name](state, body)
         raise not_found()
 
     def _send(self, status, body, headers, raw_request):

@@ -209,7 +209,8 @@ def test_delete_by_id_and_by_tag_leaves_nothing(client, endpoint, sandbox_tls):
     assert client.droplets.list()["meta"]["total"] == 0
     client.tags.delete("batch")
     assert "tag" not in client.tags.get("batch")
-    assert sandbox_state(endpoint, sandbox_tls[0]) == {"droplets": [], "tags": [], "tag_resources": [], "apps": []}
+    assert sandbox_state(endpoint, sandbox_tls[0]) == {"droplets": [], "tags": [], "tag_resources": [], "apps": [],
+                                                        "alert_policies": []}
 
 
 def test_bad_size_is_a_422_naming_the_size(client):

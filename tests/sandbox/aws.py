@@ -1,10 +1,15 @@
-"""AWS in the sandbox: moto's server, how to name its requests, shape its faults and list what lives in it."""
+"""AWS in the sandbox: moto's server (with CloudWatch metrics of what runs), how to name its requests, shape
+its faults and list what lives in it."""
+import calendar
+import datetime
 import json
 import os
 import re
 import secrets
 import string
 import sys
+import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -12,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from http import HTTPStatus
 
+from tests.sandbox import metrics
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 AMIS = os.path.join(HERE, "data", "amis.json")
-SOURCES = ("tests/sandbox/aws.py", "tests/sandbox/data/amis.json")
+SOURCES = ("tests/sandbox/aws.py", "tests/sandbox/metrics.py", "tests/sandbox/data/amis.json")
 HEALTH_PATH = "/moto-api/config"
 DEFAULT_REGION = "us-east-1"
 # runningCount of a new ECS service: moto reads one global MOTO_ECS_SERVICE_RUNNING at service creation, so
@@ -41,7 +48,8 @@ def command(ctx):
 
 def serve():
     """moto's server, whose new ECS services reach their desired count (all tasks running, the deployment
-    COMPLETED) like real ones do once their tasks start; moto alone starts MOTO_ECS_SERVICE_RUNNING of them."""
+    COMPLETED) like real ones do once their tasks start; moto alone starts MOTO_ECS_SERVICE_RUNNING of them.
+    CloudWatch holds the synthetic metrics of what runs (_patch_cloudwatch)."""
     from moto.ecs import models
     from moto.server import main
 
@@ -55,6 +63,7 @@ def serve():
                               rolloutStateReason=f"ECS deployment {deployment['id']} completed.")
 
     models.Service.__init__ = init
+    _patch_cloudwatch()
     main(sys.argv[1:])
 
 
@@ -90,6 +99,153 @@ def env(ctx):
         "AWS_ENDPOINT_URL": endpoint,  # plain boto3 (tests, ad-hoc scripts) lands in the sandbox too
         "LXCRI_AWS_ENDPOINT": endpoint,
     }
+
+
+# ------------------------------------------------------------------ CloudWatch (inside moto's process)
+
+# (namespace, metric name) -> (portable metric of tests/sandbox/metrics.py, CloudWatch unit, factor): what
+# CloudWatch publishes for running EC2 instances, ECS services and Lambda functions, one datapoint a minute
+# (EC2 detailed monitoring). Percentages as they are; bytes and invocations per minute = level/s x 60.
+NATIVE_METRICS = {
+    ("AWS/EC2", "CPUUtilization"): ("cpu", "Percent", 1),
+    ("AWS/EC2", "NetworkIn"): ("network_in", "Bytes", 60),
+    ("AWS/EC2", "NetworkOut"): ("network_out", "Bytes", 60),
+    ("AWS/EC2", "EBSReadBytes"): ("disk_read", "Bytes", 60),
+    ("AWS/EC2", "EBSWriteBytes"): ("disk_write", "Bytes", 60),
+    ("AWS/ECS", "CPUUtilization"): ("cpu", "Percent", 1),
+    ("AWS/ECS", "MemoryUtilization"): ("memory", "Percent", 1),
+    ("AWS/Lambda", "Invocations"): ("requests", "Count", 60),
+}
+_fed_lock = threading.Lock()
+_narrow = threading.local()  # .series: the one series get_all_metrics answers with while set
+
+
+def _epoch(moment):
+    """moto's naive UTC datetimes (and the request's) in epoch seconds."""
+    return calendar.timegm(moment.utctimetuple())
+
+
+def _dimensions(pairs):
+    """A series' dimensions as a key: ((name, value), ...) sorted, whatever order a client sent them in."""
+    return tuple(sorted((d["Name"], d["Value"]) if isinstance(d, dict) else (d.name, d.value) for d in pairs))
+
+
+def _running(account, region):
+    """{(namespace, dimensions): metrics key} of what runs now: EC2 instances that are
+    running, ECS services that are ACTIVE with tasks wanted, Lambda functions not throttled to 0. The key is
+    the id the collection gives the resource's record (instance id, service ARN, function ARN)."""
+    from moto.awslambda.utils import get_backend as lambda_backend  # docker or not (MOTO_CONFIG), as moto does
+    from moto.ec2.models import ec2_backends
+    from moto.ecs.models import ecs_backends
+
+    out = {}
+    for instance in ec2_backends[account][region].all_instances():
+        if instance.state == "running":
+            out[("AWS/EC2", (("InstanceId", instance.id),))] = instance.id
+    for service in ecs_backends[account][region].services.values():
+        if service.status == "ACTIVE" and service.desired_count > 0:
+            dims = (("ClusterName", service.cluster_name), ("ServiceName", service.name))
+            out[("AWS/ECS", dims)] = service.arn
+    for function in lambda_backend(account, region).list_functions():
+        if str(function.reserved_concurrency) != "0":
+            out[("AWS/Lambda", (("FunctionName", function.function_name),))] = function.function_arn
+    return out
+
+
+def _feed(backend, running, namespace, name, dims, start, end):
+    """Put the datapoints of one series into the backend for every minute of [start, end) that has begun, once
+    (a later request reuses them, like stored data). History before the resource was made is backfilled, so
+    that a resource made a moment ago already has a window of data."""
+    from moto.cloudwatch.models import MetricDatum
+
+    native, key = NATIVE_METRICS.get((namespace, name)), running.get((namespace, dims))
+    if not native or not key:
+        return
+    portable, unit, factor = native
+    first = -(-int(start) // 60) * 60
+    last = min(int(end) - 1, int(time.time()))
+    dimensions = [{"Name": n, "Value": v} for n, v in dims]
+    with _fed_lock:
+        series = backend.__dict__.setdefault("lxcri_series", {}).setdefault((namespace, name, dims), {})
+        for t in range(first, last + 1, 60):
+            if t not in series:
+                value = metrics.level(key, portable, t) * factor
+                stamp = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).replace(tzinfo=None)
+                series[t] = MetricDatum(namespace, name, round(value) if unit == "Count" else value, dimensions,
+                                        stamp, unit)
+
+
+def _patch_cloudwatch():
+    """Synthetic metrics fed before GetMetricData, GetMetricStatistics and ListMetrics answer; GetMetricData
+    answers each query from its own series (moto scans every datapoint of the window for every query and
+    period: 200 series over an hour took seconds); alarm state as CloudWatch keeps it (INSUFFICIENT_DATA
+    when created, unchanged by an update; moto starts every put at OK)."""
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    all_metrics, get_data = CloudWatchBackend.get_all_metrics, CloudWatchBackend.get_metric_data
+    get_statistics, list_metrics = CloudWatchBackend.get_metric_statistics, CloudWatchBackend.list_metrics
+    put_alarm = CloudWatchBackend.put_metric_alarm
+
+    def get_all_metrics(self):
+        only = getattr(_narrow, "series", None)
+        stored = all_metrics(self)
+        with _fed_lock:
+            fed = self.__dict__.get("lxcri_series", {})
+            if only is None:
+                return stored + [datum for series in fed.values() for datum in series.values()]
+            own = [d for d in stored if (d.namespace, d.name, _dimensions(d.dimensions)) == only]
+            return own + list(fed.get(only, {}).values())
+
+    def get_metric_data(self, queries, start_time, end_time, scan_by="TimestampAscending"):
+        running = _running(self.account_id, self.region_name)
+        for query in queries:
+            metric = query.get("MetricStat", {}).get("Metric")
+            if metric:
+                _feed(self, running, metric["Namespace"], metric["MetricName"],
+                      _dimensions(metric.get("Dimensions") or []), _epoch(start_time), _epoch(end_time))
+        if any("MetricStat" not in query for query in queries):  # metric math needs every series at hand
+            return get_data(self, queries, start_time, end_time, scan_by)
+        results = []
+        for query in queries:
+            metric = query["MetricStat"]["Metric"]
+            _narrow.series = (metric["Namespace"], metric["MetricName"], _dimensions(metric.get("Dimensions") or []))
+            try:
+                results += get_data(self, [query], start_time, end_time, scan_by)
+            finally:
+                _narrow.series = None
+        return results
+
+    def get_metric_statistics(self, namespace, metric_name, start_time, end_time, period, stats, dimensions, unit=None):
+        _feed(self, _running(self.account_id, self.region_name), namespace, metric_name, _dimensions(dimensions or []),
+              _epoch(start_time), _epoch(end_time))
+        return get_statistics(self, namespace, metric_name, start_time, end_time, period, stats, dimensions, unit)
+
+    def list_metrics_fed(self, next_token, namespace, metric_name, dimensions):
+        if not next_token:  # the metrics of what runs now: its current minute makes each one exist
+            now = time.time()
+            running = _running(self.account_id, self.region_name)
+            for ns, name in NATIVE_METRICS:
+                for series_ns, dims in running:
+                    if series_ns == ns:
+                        _feed(self, running, ns, name, dims, now - 60, now + 1)
+        return list_metrics(self, next_token, namespace, metric_name, dimensions)
+
+    def put_metric_alarm(self, *args, **kwargs):
+        name = kwargs.get("name", args[0] if args else None)
+        before = self.alarms.get(name)
+        alarm = put_alarm(self, *args, **kwargs)
+        if before is None:
+            alarm.state_value = "INSUFFICIENT_DATA"
+        else:
+            for field in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp"):
+                setattr(alarm, field, getattr(before, field))
+        return alarm
+
+    CloudWatchBackend.get_all_metrics = get_all_metrics
+    CloudWatchBackend.get_metric_data = get_metric_data
+    CloudWatchBackend.get_metric_statistics = get_metric_statistics
+    CloudWatchBackend.list_metrics = list_metrics_fed
+    CloudWatchBackend.put_metric_alarm = put_metric_alarm
 
 
 # ------------------------------------------------------------------ requests
@@ -292,13 +448,35 @@ def _region_state(clients):
     return out
 
 
-def state(ctx):
-    """Live resources in every region a client has used through the proxy (and the default region)."""
+def _session(ctx):
     import boto3
+
+    return boto3.session.Session(aws_access_key_id=ctx.secrets["aws"]["access_key_id"],
+                                 aws_secret_access_key=ctx.secrets["aws"]["secret_access_key"])
+
+
+def force_alarm(ctx, name, state):
+    """CloudWatch keeps alarm state itself (moto never evaluates): set it, in every region the alarm is in."""
     from botocore.config import Config
 
-    session = boto3.session.Session(aws_access_key_id=ctx.secrets["aws"]["access_key_id"],
-                                    aws_secret_access_key=ctx.secrets["aws"]["secret_access_key"])
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=60)
+    regions = sorted(set(ctx.scopes("aws")) | {DEFAULT_REGION})
+    changed = []
+    for region in regions:
+        cw = _session(ctx).client("cloudwatch", region_name=region, endpoint_url=ctx.backend_url("aws"), config=config)
+        if cw.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+            cw.set_alarm_state(AlarmName=name, StateValue=state.upper(), StateReason="forced by scripts/sandbox alarm-state")
+            changed.append(region)
+    if not changed:
+        raise RuntimeError(f"no CloudWatch alarm {name!r} in {', '.join(regions)}")
+    return {"alarm": name, "state": state, "regions": changed}
+
+
+def state(ctx):
+    """Live resources in every region a client has used through the proxy (and the default region)."""
+    from botocore.config import Config
+
+    session = _session(ctx)
     config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=60)
     kw = {"endpoint_url": ctx.backend_url("aws"), "config": config}
     regions = sorted(set(ctx.scopes("aws")) | {DEFAULT_REGION})

@@ -1,7 +1,8 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS: VMs are EC2 instances, found by the tag lxcri-deployment and named by the tag Name; containers are
-ECS services on Fargate and functions are Lambda functions (aws_services.py, documented there)."""
+ECS services on Fargate and functions are Lambda functions (aws_services.py, documented there); metrics and
+alarms are CloudWatch's, alarms notify through SNS (aws_monitoring.py, documented there)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import MissingSDK, Provider, ProviderError, iso_utc, record
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, parse_retry_after
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws_monitoring import Monitoring, validate_alarm
 from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws_services import (
     Containers,
     Functions,
@@ -41,6 +43,8 @@ TRANSIENT_CODES = {"InternalError", "InternalFailure", "ServiceUnavailable", "Un
 PAGE_TOKENS = {
     "list_services": ("nextToken", "nextToken"), "list_task_definitions": ("nextToken", "nextToken"),
     "describe_parameters": ("NextToken", "NextToken"), "list_functions": ("Marker", "NextMarker"),
+    "get_metric_data": ("NextToken", "NextToken"), "describe_alarms": ("NextToken", "NextToken"),
+    "list_subscriptions_by_topic": ("NextToken", "NextToken"), "get_resources": ("PaginationToken", "PaginationToken"),
 }
 
 
@@ -77,6 +81,7 @@ class AwsProvider(Provider):
         self._amis = {}
         self._accounts = {}
         self.services = {"container": Containers(self), "function": Functions(self)}
+        self.monitoring = Monitoring(self)
 
     @classmethod
     def validate(cls, spec):
@@ -86,6 +91,10 @@ class AwsProvider(Provider):
             validate_container(spec)
         elif spec.get("kind") == "function":
             validate_function(spec)
+
+    @classmethod
+    def validate_alarm(cls, alarm):
+        validate_alarm(alarm)
 
     def client(self, service, region):
         key = (service, region)
@@ -323,3 +332,20 @@ class AwsProvider(Provider):
                 self.call(ec2.create_tags, Resources=ids, Tags=[{"Key": k, "Value": v} for k, v in add])
             if remove:
                 self.call(ec2.delete_tags, Resources=ids, Tags=[{"Key": k} for k in remove])
+
+    # -- monitoring (aws_monitoring.py) --------------------------------------------------------------
+
+    def metrics(self, records, names, start, end, period):
+        return self.monitoring.metrics(records, names, start, end, period)
+
+    def find_alarm(self, name, region):
+        return self.monitoring.find_alarm(name, region)
+
+    def list_alarms(self, region):
+        return self.monitoring.list_alarms(region)
+
+    def put_alarm(self, alarm, region, targets, current):
+        return self.monitoring.put_alarm(alarm, region, targets, current)
+
+    def delete_alarm(self, current):
+        self.monitoring.delete_alarm(current)

@@ -2,7 +2,9 @@
 
 Each provider's public port relays to its backend on 127.0.0.1 (public port + 10000). Faults are decided
 before relaying, so a faulted request never reaches the backend: added latency, throttling (429 with
-Retry-After and a body the provider's SDK understands), 500/503 errors, connection reset (no answer).
+Retry-After and a body the provider's SDK understands), 500/503 errors, connection reset (no answer). A
+provider may answer some requests here itself (registry.Provider.answer: fakepve's rrddata); they are counted
+and faulted like the others.
 A control port (4560 + offset) serves GET /health, GET /requests, POST /requests/reset, GET|POST /faults,
 POST /config, GET /scopes and POST /scopes/reset; scripts/sandbox uses it.
 
@@ -288,13 +290,25 @@ class _RelayHandler(BaseHTTPRequestHandler):
             kind, status = fault
             return self._send(*self.server.route.provider.shape(kind, status, req, retry_after))
         try:
-            status, reason, headers, body = self._forward(req)
+            status, reason, headers, body = self._answer(req) or self._forward(req)
         except (OSError, http.client.HTTPException) as exc:
             message = f"sandbox proxy: {name} backend on port {self.server.route.backend_port}: {exc}".encode()
             return self._send(502, "Bad Gateway", {ERROR_HEADER: "backend unreachable"}, message)
         self._send(status, reason, headers, body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _relay
+
+    def _answer(self, req):
+        """The provider's own answer to this request (registry.Provider.answer), or None to relay it."""
+        answer = self.server.route.provider.answer
+        if answer is None:
+            return None
+        try:
+            return answer(req, lambda method, path: self._forward(Request(method, path, req.headers, b"")))
+        except (OSError, http.client.HTTPException):
+            raise  # the backend is unreachable: the relay's own 502
+        except Exception as exc:  # noqa: BLE001 - a bug in an answer must show as one, not as a dropped connection
+            return 502, "Bad Gateway", {ERROR_HEADER: "answer failed"}, f"sandbox proxy: answer failed: {exc!r}".encode()
 
     def _forward(self, req):
         """Relay on this client connection's own backend connection; once more on a fresh one if it was stale."""

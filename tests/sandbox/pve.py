@@ -5,6 +5,9 @@ The launcher exists because API tokens can only be set through that API. It seed
 cloud-init templates and LXC templates the collection's portable images map to, and serves
 /_sandbox/health|state|reset (plain http on the backend port + 1) like our own emulators do.
 
+fakepve answers rrddata with [{}]; answer() (run by the proxy, registry.Provider.answer) gives guests
+PVE's RRD samples instead, from tests/sandbox/metrics.py keyed by the vmid.
+
     python -m tests.sandbox.pve --port P --control-port C --cert server.pem --key server.key [--provision-seconds N]
     (the token secret comes from the environment: PROXMOX_TOKEN_SECRET)
 """
@@ -14,10 +17,13 @@ import json
 import os
 import re
 import threading
+import time
+import urllib.parse
 import uuid
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.sandbox import metrics
 from tests.sandbox.own import sandbox_call
 
 NODE = "pve1"
@@ -32,6 +38,14 @@ TEMPLATE_CONFIG = {  # what `qm create` + `qm template` of a cloud image gives
 HEALTH_PATH = "/api2/json/version"
 SOURCES = ("tests/sandbox/pve.py",)
 _PREFIX = re.compile(r"^/api2/(?:json|extjs)(?=/)")
+RRDDATA = re.compile(r"^/api2/json/nodes/[^/]+/(?:qemu|lxc)/(?P<vmid>\d+)/rrddata$")
+# The guest RRD archives of PVE 8 (pve-cluster's rrd_def_vm, PVE::RRD::create_rrd_data): seconds per sample;
+# rrddata returns the last ROWS complete samples, each stamped with the start of its interval.
+TIMEFRAMES = {"hour": 60, "day": 1800, "week": 10800, "month": 43200, "year": 604800}
+ROWS = 70
+MINUTES_PER_SAMPLE = 12  # minutes of the synthetic signal consolidated into one coarse sample (enough for its shape)
+# rrddata field -> the portable metric of tests/sandbox/metrics.py it is served from (bytes/s as PVE keeps them)
+RATES = {"netin": "network_in", "netout": "network_out", "diskread": "disk_read", "diskwrite": "disk_write"}
 
 
 # ------------------------------------------------------------------ provider entry
@@ -91,6 +105,64 @@ def shape(kind, status, req, retry_after):
         500: "internal error - please retry", 503: "service unavailable - please retry"}[status]
     body = json.dumps({"data": None, "message": reason + "\n"}).encode()
     return status, reason, {"Content-Type": "application/json;charset=UTF-8", "Retry-After": str(retry_after)}, body
+
+
+def answer(req, ask):
+    """GET .../{qemu|lxc}/{vmid}/rrddata with PVE's samples; None (relay to fakepve) for every other request.
+
+    fakepve is asked first, so its parameter checks, token checks and "does not exist" errors come back as they
+    are; then status/current says whether the guest runs, since when, and its maxcpu/maxmem/maxdisk.
+    """
+    path, _, query = req.path.partition("?")
+    match = RRDDATA.match(path)
+    if req.method != "GET" or not match:
+        return None
+    checked = ask("GET", req.path)
+    if checked[0] != 200:
+        return checked
+    current = ask("GET", path.rsplit("/", 1)[0] + "/status/current")
+    if current[0] != 200:
+        return current
+    params = dict(urllib.parse.parse_qsl(query))
+    data = rrd_samples(match["vmid"], json.loads(current[3])["data"], params["timeframe"], params.get("cf") or "AVERAGE",
+                       time.time())
+    return 200, "OK", {"Content-Type": "application/json;charset=UTF-8"}, json.dumps({"data": data}).encode()
+
+
+def rrd_samples(key, guest, timeframe, cf, now):
+    """The ROWS samples of a timeframe up to now, as PVE's rrddata returns them: while the guest runs, every
+    sample carries every field of the guest RRD (cpu a fraction of maxcpu, mem bytes, netin/netout/diskread/
+    diskwrite bytes per second), history included (the sandbox backfills it, so that a guest made a moment ago
+    has a window of data already); a stopped guest's samples carry only their time (PVE leaves unknown values out)."""
+    step = TIMEFRAMES[timeframe]
+    end = int(now) // step * step
+    running = guest.get("status") == "running"
+    samples = []
+    for start in range(end - ROWS * step, end, step):
+        sample = {"time": start}
+        if running:
+            sample.update(_consolidated(key, guest, start, step, max if cf == "MAX" else _mean))
+        samples.append(sample)
+    return samples
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def _consolidated(key, guest, start, step, combine):
+    """One sample's fields: the signal over the interval [start, start + step), consolidated with combine."""
+    count = max(1, min(step // 60, MINUTES_PER_SAMPLE))
+    ticks = [start + i * step // count for i in range(count)]
+
+    def value(metric):
+        return combine([metrics.level(key, metric, tick) for tick in ticks])
+
+    maxmem = int(guest.get("maxmem") or 0)
+    sample = {"cpu": value("cpu") / 100, "maxcpu": guest.get("cpus") or 1, "mem": value("memory") / 100 * maxmem,
+              "maxmem": maxmem, "disk": guest.get("disk") or 0, "maxdisk": guest.get("maxdisk") or 0}
+    sample.update((field, value(metric)) for field, metric in RATES.items())
+    return sample
 
 
 # ------------------------------------------------------------------ launcher

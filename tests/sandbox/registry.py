@@ -32,6 +32,12 @@ class Provider:
     scope: Optional[Callable] = None  # req -> str or None (AWS: the region), remembered by the proxy
     ready_url: Optional[Callable] = None  # ctx -> URL answering 200 once ready; default: backend + health_path
     sources: tuple = field(default_factory=tuple)  # files (globs) whose change means a restart at `up`
+    # (ctx, alarm name, "alarm"|"ok"|"insufficient_data") -> JSON answer: make an alarm show that state
+    force_alarm: Optional[Callable] = None
+    # (req, ask) -> (status, reason, headers, body), or None to relay: a request the proxy answers itself (after
+    # counting and faults, so it is counted under its operation); ask(method, path) asks the backend with the
+    # request's own headers (not counted). For what a backend lacks (fakepve's empty rrddata).
+    answer: Optional[Callable] = None
 
 
 def own_emulator(name, port, https, env, make_secrets, shape, module=None):
@@ -39,14 +45,17 @@ def own_emulator(name, port, https, env, make_secrets, shape, module=None):
     module = module or f"tests.sandbox.emulators.{name}"
     kind = own.OwnEmulator(name, module, env)
     return Provider(name, port, https, kind.command, own.HEALTH_PATH, kind.classify, shape, kind.state, kind.reset,
-                    env, make_secrets, sources=("tests/sandbox/own.py", module.replace(".", "/") + "*.py"))
+                    env, make_secrets, sources=("tests/sandbox/own.py", "tests/sandbox/metrics.py",
+                                                module.replace(".", "/") + "*.py"), force_alarm=kind.force_alarm)
 
 
 PROVIDERS = [
     Provider("aws", 4566, False, aws.command, aws.HEALTH_PATH, aws.classify, aws.shape, aws.state, aws.reset,
-             aws.env, aws.make_secrets, configure=aws.configure, scope=aws.region, sources=aws.SOURCES),
+             aws.env, aws.make_secrets, configure=aws.configure, scope=aws.region, sources=aws.SOURCES,
+             force_alarm=aws.force_alarm),
     Provider("proxmox", 8006, True, pve.command, pve.HEALTH_PATH, pve.classify, pve.shape, pve.state, pve.reset,
-             pve.env, pve.make_secrets, backend_https=True, ready_url=pve.ready_url, sources=pve.SOURCES),
+             pve.env, pve.make_secrets, backend_https=True, ready_url=pve.ready_url, sources=pve.SOURCES,
+             answer=pve.answer),
     # Our own emulators, one line each (tests/sandbox/emulators/<p>.py):
     own_emulator("azure", 4567, https=True, **own.AZURE),
     own_emulator("gcp", 4568, https=False, **own.GCP),

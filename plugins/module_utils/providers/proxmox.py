@@ -18,6 +18,9 @@ deployment, kind, image and creation time.
   address on the bridge, every port of it is reachable there; there is no URL);
 - cpu and memory of existing members are changed in place (resize); a new image is reported as drift and
   left alone: remove the members (or the deployment) to recreate them from the new template.
+
+Metrics come from each guest's rrddata; Proxmox VE has no native metric alerting, so every alarm is refused
+at validation (proxmox_monitoring.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.provider import (
     iso_utc,
     record,
 )
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers import proxmox_monitoring
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError
 from ansible_collections.lxcri.cloud.plugins.module_utils.wait import wait_for
@@ -184,6 +188,10 @@ class ProxmoxProvider(Provider):
                 "template volume, or a template volume such as local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
             )
 
+    @classmethod
+    def validate_alarm(cls, alarm):
+        proxmox_monitoring.validate_alarm(alarm)  # always refuses: PVE has no native metric alerting
+
     def native_size(self, spec):
         if spec.get("kind") == "container":
             return _ct_size(spec.get("container") or {})
@@ -260,6 +268,21 @@ class ProxmoxProvider(Provider):
     def refresh(self, records):
         ids = {(int(rec["id"]), GUEST_TYPE.get(rec.get("kind"), "qemu")) for rec in records}
         return self.each(self._record, [g for g in self._guests() if (g["vmid"], g["type"]) in ids])
+
+    # -- monitoring (proxmox_monitoring.py) ------------------------------------------------------
+
+    def metrics(self, records, names, start, end, period):
+        return proxmox_monitoring.metrics(self.each, self._rrddata, records, names, start, end, period)
+
+    def _rrddata(self, rec, **query):
+        """(samples, None) of a guest's rrddata, or (None, why) when PVE has none for it: the guest is gone (its
+        config does not exist) or has no RRD file yet."""
+        try:
+            return self.call(self._vm(rec).rrddata.get, **query), None
+        except ResourceException as exc:
+            if not re.search(r"does not exist|no such file", str(exc), re.I):
+                raise
+            return None, f"no rrddata for {rec.get('name') or 'guest'} ({rec.get('id')}) on node {rec.get('region')}: {exc}"
 
     # -- tasks -----------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Azure: VMs are Azure virtual machines, one resource group per deployment, found by the tag lxcri-deployment;
-containers are container groups of Azure Container Instances (azure_containers.py, mixed into AzureProvider below).
+containers are container groups of Azure Container Instances (azure_containers.py, mixed into AzureProvider below);
+metrics and alarms are Azure Monitor's (azure_monitoring.py, delegated to below).
 
 Where a deployment lives: the resource group `azure.resource_group` when it is set (it must exist; it is
 shared, so members are told apart by their tag), else `lxcri-<deployment>`, created on demand in the
@@ -50,6 +51,11 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure_contai
     CONTAINER_OWN_TAGS,
     ContainerInstances,
     validate_container,
+)
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure_monitoring import (
+    ALARM_OWN_TAGS,
+    AzureMonitoring,
+    validate_alarm as validate_monitor_alarm,
 )
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, exception_chain, parse_retry_after
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
@@ -437,6 +443,7 @@ class AzureProvider(ContainerInstances, Provider):
         self._raw_tags = {}  # vmId -> every tag of the VM as last seen (for update_tags)
         self._ready = set()  # (group, deployment) whose network exists
         self._throwaway = None
+        self.monitoring = AzureMonitoring(self)  # metrics and alarms (azure_monitoring.py)
 
     # -- spec --------------------------------------------------------------------------------------
 
@@ -475,6 +482,28 @@ class AzureProvider(ContainerInstances, Provider):
 
     def region(self, spec):
         return normalize_location(super().region(spec))
+
+    # -- monitoring (azure_monitoring.py) ----------------------------------------------------------
+
+    @classmethod
+    def validate_alarm(cls, alarm):
+        cls._validate_tags(alarm.get("tags") or {}, ALARM_OWN_TAGS)
+        validate_monitor_alarm(alarm)
+
+    def metrics(self, records, names, start, end, period):
+        return self.monitoring.metrics(records, names, start, end, period)
+
+    def find_alarm(self, name, region):
+        return self.monitoring.find_alarm(name, normalize_location(region))
+
+    def list_alarms(self, region):
+        return self.monitoring.list_alarms(normalize_location(region))
+
+    def put_alarm(self, alarm, region, targets, current):
+        return self.monitoring.put_alarm(alarm, normalize_location(region), targets, current)
+
+    def delete_alarm(self, current):
+        return self.monitoring.delete_alarm(current)
 
     # -- errors ------------------------------------------------------------------------------------
 

@@ -9,8 +9,11 @@ Serves what azure-identity's ClientSecretCredential and the azure-mgmt-* SDKs (c
   per-server key. When ``AZURE_CLIENT_ID`` / ``AZURE_CLIENT_SECRET`` (/ ``AZURE_TENANT_ID``) are set (or
   given to make_server), other values are refused as AAD does (AADSTS700016 400, AADSTS7000215 401,
   AADSTS90002 400) and every ARM request needs ``Authorization: Bearer <token issued here>``.
-* ARM: see azure_arm.py (engine), azure_network.py, azure_compute.py and azure_containers.py (resource
-  types: networks, VMs and disks, container groups).
+* ARM: see azure_arm.py (engine), azure_network.py, azure_compute.py, azure_containers.py and
+  azure_monitor.py (resource types: networks, VMs and disks, container groups, Microsoft.Insights metrics,
+  metric alerts and action groups).
+* ``POST /_sandbox/alarm-state`` ``{"name", "state"}``: the metric alerts of that name report that state
+  (azure_monitor.force_state); ``/_sandbox/reset`` also clears the metric pins (tests/sandbox/metrics.py).
 
 Contract: tests/sandbox/emulators/__init__.py.
 """
@@ -28,7 +31,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import azure_compute, azure_containers, azure_network  # noqa: F401  (register the resource types)
+from .. import metrics as signal
+from . import azure_compute, azure_containers, azure_monitor, azure_network  # noqa: F401  (register the resource types)
 from .azure_arm import Arm, ArmError, Request
 from .azure_routes import implemented_operations as _arm_operations, parse
 
@@ -61,7 +65,7 @@ def operation(method, path):
 def implemented_operations():
     """Names (as operation() gives them) of every operation this emulator implements."""
     return sorted(_arm_operations() + ["aad.instanceDiscovery", "aad.openidConfiguration", "aad.token",
-                                       "sandbox.health", "sandbox.reset", "sandbox.state"])
+                                       "sandbox.alarm-state", "sandbox.health", "sandbox.reset", "sandbox.state"])
 
 
 def _b64(data):
@@ -91,7 +95,7 @@ class AzureEmulator:
         path, query, segs = _split(target)
         low = [s.lower() for s in segs]
         if low[:1] == ["_sandbox"]:
-            return self._sandbox(method, low)
+            return self._sandbox(method, low, raw_body)
         if low == ["common", "discovery", "instance"] or (len(low) == 4 and (
                 low[1:] == [s.lower() for s in _OPENID] or low[1:] == ["oauth2", "v2.0", "token"])):
             return self._aad(method, segs, low, query, headers, raw_body, base_url)
@@ -130,7 +134,7 @@ class AzureEmulator:
             return err.status, out, (None if method == "HEAD" else err.body())
 
     # ---- sandbox -------------------------------------------------------------------------------
-    def _sandbox(self, method, low):
+    def _sandbox(self, method, low, raw_body=b""):
         name = low[1] if len(low) == 2 else ""
         if name == "health" and method == "GET":
             return 200, {}, {"status": "ok"}
@@ -138,7 +142,15 @@ class AzureEmulator:
             return 200, {}, self.arm.state()
         if name == "reset" and method == "POST":
             self.arm.reset()
+            signal.reset()
             return 200, {}, {}
+        if name == "alarm-state" and method == "POST":
+            try:
+                body = json.loads(raw_body or b"{}")
+            except ValueError:
+                body = None
+            status, answer = azure_monitor.force_state(self.arm, body)
+            return status, {}, answer
         return 404, {}, {"error": {"code": "NotFound", "message": f"No sandbox endpoint {method} /{'/'.join(low)}"}}
 
     # ---- Azure AD ------------------------------------------------------------------------------

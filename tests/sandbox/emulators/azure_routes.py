@@ -191,4 +191,6 @@ def implemented_operations():
         else:
             names |= {f"{rtype.op}.{name}" for name in rtype.list_ops if name}
         names |= {f"{rtype.op}.{op}" for op, _ in list(rtype.actions.values()) + list(rtype.views.values())}
+    for (_, type_name), (_, verbs) in EXTENSIONS.items():
+        names |= {f"{type_name}.{verb}" for verb in verbs.values()}
     return sorted(names)

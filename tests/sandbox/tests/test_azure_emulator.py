@@ -216,7 +216,7 @@ def test_full_vm_lifecycle_with_default_polling(sandbox):
     sb.check_polling_headers()
     assert sb.state() == {"resourceGroups": [], "virtualMachines": [], "networkInterfaces": [],
                           "publicIPAddresses": [], "networkSecurityGroups": [], "virtualNetworks": [], "disks": [],
-                          "containerGroups": []}, sb.state()
+                          "containerGroups": [], "metricAlerts": [], "actionGroups": []}, sb.state()
 
 
 def test_cleanup_order_is_enforced_with_real_error_codes(sandbox):

@@ -69,7 +69,7 @@ config = {
         # one call per (droplet, native metric): cpu 1, bandwidth in + out 2, disk none
         "digitalocean": {"members": 4, "calls": {"monitoring.get_DropletCpuMetrics": 4,
                                                  "monitoring.get_dropletBandwidthMetrics": 8}},
-        "gcp": {"members": 6, "calls": {"timeSeries.list": 4}},
+        "gcp": {"members": 6, "calls": {"monitoring.projects.timeSeries.list": 4}},
         "proxmox": {"members": 6, "calls": {"GET /nodes/{node}/qemu/{vmid}/rrddata": 6}},
     },
     "lxcri_alarm_providers": ["aws", "azure", "digitalocean", "gcp"],

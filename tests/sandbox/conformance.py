@@ -10,7 +10,8 @@
   tests/sandbox/tests/test_digitalocean_conformance.py).
 * gcp.jsonl: every response (2xx against the discovery method's response schema, errors against
   Google's error envelope) and every request body (``discovery_check``): Compute against
-  compute.v1.json, Cloud Run against run.v2.json. A call of no described method is a violation.
+  compute.v1.json, Cloud Run against run.v2.json, Cloud Monitoring against monitoring.v3.json. A call of
+  no described method is a violation.
 
 Prints a summary per provider and each distinct violation as ``PROVIDER METHOD PATH: field: message``
 (PATH is the template of the operation, e.g. ``/v2/droplets/{droplet_id}``), with ``(xN)`` when seen
@@ -32,7 +33,7 @@ SPECS_DIR = Path(os.environ.get("SANDBOX_SPECS_DIR") or Path(__file__).resolve()
 SPEC_FILES = {"digitalocean": SPECS_DIR / "digitalocean" / "DigitalOcean-public.v2.bundled.json",
               "gcp": SPECS_DIR / "gcp" / "compute.v1.json"}
 # the other Google APIs the GCP emulator may serve, checked when their discovery document is there too
-GCP_MORE_SPECS = (SPECS_DIR / "gcp" / "run.v2.json",)
+GCP_MORE_SPECS = (SPECS_DIR / "gcp" / "run.v2.json", SPECS_DIR / "gcp" / "monitoring.v3.json")
 CHECKED = tuple(SPEC_FILES)  # the providers whose recordings this module checks
 _BYTES = ("request_body", "response_body")  # DigitalOcean's recorder hands bodies over as bytes
 _REDACTED = "<redacted>"

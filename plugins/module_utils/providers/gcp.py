@@ -20,7 +20,8 @@ requestId, so a retry of a call whose answer was lost cannot act twice.
 
 Containers (kind container) are Cloud Run v2 services in the region of the zone: gcp_run.py says how
 the portable container spec maps onto them (replicas, stopped, public, secrets). This class stays the
-one entry point and hands service records to it by their kind.
+one entry point and hands service records to it by their kind. Metrics and alarms are Cloud Monitoring
+v3 (REST): gcp_monitoring.py.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import uuid
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import MissingSDK, Provider, ProviderError, iso_utc, record
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers import gcp_run
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers import gcp_monitoring, gcp_run
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, parse_retry_after
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
     DEPLOYMENT_TAG,
@@ -187,6 +188,8 @@ class GcpProvider(Provider):
         self._native = {}  # instance id -> GCE status last seen (start must resume a SUSPENDED one)
         self._client = client
         self._run = None
+        self._auth = (credentials, verify)  # Cloud Monitoring is REST through google-auth (no gapic REST client)
+        self._monitoring = None
 
     @property
     def run(self):
@@ -196,6 +199,16 @@ class GcpProvider(Provider):
                 raise MissingSDK("containers on gcp need google-cloud-run: pip install -r requirements.txt")
             self._run = gcp_run.CloudRun(self, self._client)
         return self._run
+
+    @property
+    def monitoring(self):
+        """The Cloud Monitoring half (gcp_monitoring.Monitoring), made at first use."""
+        if self._monitoring is None:
+            if not gcp_monitoring.load_sdk():
+                raise MissingSDK("metrics and alarms on gcp need google-auth with requests: pip install -r requirements.txt")
+            credentials, verify = self._auth
+            self._monitoring = gcp_monitoring.Monitoring(self, credentials, self.connection.get("endpoint"), verify)
+        return self._monitoring
 
     @staticmethod
     def _credentials(path):
@@ -593,3 +606,24 @@ class GcpProvider(Provider):
             self._wait(operation, rec["zone"], f"setLabels of {rec['name']}")
             return
         raise ProviderError(f"the labels of {rec['name']} kept changing while they were being set: try again")
+
+    # -- monitoring (gcp_monitoring.py) ----------------------------------------------------------
+
+    @classmethod
+    def validate_alarm(cls, alarm):
+        gcp_monitoring.validate_alarm(alarm, label_ok)
+
+    def metrics(self, records, names, start, end, period):
+        return self.monitoring.metrics(records, names, start, end, period)
+
+    def find_alarm(self, name, region):
+        return self.monitoring.find_alarm(name, region)
+
+    def list_alarms(self, region):
+        return self.monitoring.list_alarms(region)
+
+    def put_alarm(self, alarm, region, targets, current):
+        return self.monitoring.put_alarm(alarm, region, targets, current)
+
+    def delete_alarm(self, current):
+        self.monitoring.delete_alarm(current)

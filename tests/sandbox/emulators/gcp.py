@@ -1,4 +1,5 @@
-"""Google Cloud emulator for the sandbox: Compute Engine v1 REST (see ``gcp_compute.py``).
+"""Google Cloud emulator for the sandbox: Compute Engine v1 REST (see ``gcp_compute.py``), Cloud Run v2
+(``gcp_run.py``) and Cloud Monitoring v3 (``gcp_monitoring.py``).
 
 Follows the contract of ``tests/sandbox/emulators/__init__.py``. Plain HTTP; point the official
 clients at it with ``client_options={"api_endpoint": "http://HOST:PORT"}`` and ``transport="rest"``.
@@ -19,11 +20,12 @@ self-signed RS256 JWT (what gapic clients send) signed by that file's key, or an
 from this emulator's ``POST /token`` (JWT-bearer grant, for a key file whose token_uri points
 here); otherwise any bearer token is accepted. No ``Authorization: Bearer`` -> GCE's 401.
 
-Adding Cloud Run v2 or Monitoring v3 later: write ``gcp_run.py`` / ``gcp_monitoring.py`` with a
-service class like ``gcp_compute.ComputeService`` (``prefix``, ``routes``, ``handle``, ``reset``,
-``state``) and a module ``operation(method, path)``, then list it in ``SERVICES`` below. Errors of
-those APIs use google.rpc.Status (``{"error": {"code", "message", "status", "details"}}``): subclass
-``gcp_common.ApiError`` and override ``body()``.
+Adding another API: write ``gcp_<api>.py`` with a service class like ``gcp_compute.ComputeService``
+(``prefix``, ``routes``, ``handle``, ``reset``, ``state``; ``watch(services)`` when it needs its siblings)
+and a module ``operation(method, path)``, then list it in ``SERVICES`` below. Errors of those APIs use
+google.rpc.Status (``{"error": {"code", "message", "status", "details"}}``): subclass
+``gcp_common.ApiError`` and override ``body()`` (as ``gcp_run.RunError``).
+``POST /_sandbox/alarm-state {"name", "state"}`` forces an alert policy's state (gcp_monitoring.py).
 """
 import argparse
 import base64
@@ -38,11 +40,12 @@ import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import gcp_compute, gcp_run
+from . import gcp_compute, gcp_monitoring, gcp_run
 from .gcp_common import ApiError
 
 SERVICES = [(gcp_compute, gcp_compute.ComputeService),  # (module with operation(), service class)
-            (gcp_run, gcp_run.RunService)]
+            (gcp_run, gcp_run.RunService),
+            (gcp_monitoring, gcp_monitoring.MonitoringService)]
 DEFAULT_PRINCIPAL = "sandbox-user@lxcri.invalid"
 TOKEN_PATHS = ("/token", "/oauth2/v4/token")  # a key file's token_uri may point here
 _SEE = ("Expected OAuth 2 access token, login cookie or other valid authentication credential. "
@@ -199,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
         request_json, headers = None, {}
         try:
             if path.startswith("/_sandbox/"):
-                status, body = self._sandbox(path)
+                status, body = self._sandbox(path, raw)
             elif path in TOKEN_PATHS and self.command == "POST":
                 form = dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace")))
                 status, body = self.server.auth.token(form)
@@ -234,7 +237,7 @@ class Handler(BaseHTTPRequestHandler):
                                   "operation": operation(self.command, path), "status": status,
                                   "request": request_json, "response": body})
 
-    def _sandbox(self, path):
+    def _sandbox(self, path, raw=b""):
         server = self.server
         if path == "/_sandbox/health" and self.command == "GET":
             return 200, {"status": "ok"}
@@ -247,6 +250,15 @@ class Handler(BaseHTTPRequestHandler):
             for service in server.services:
                 service.reset()
             return 200, {}
+        if path == "/_sandbox/alarm-state" and self.command == "POST":  # {"name", "state"}: see gcp_monitoring
+            try:
+                request = json.loads(raw or b"{}")
+            except ValueError:
+                request = None
+            if not isinstance(request, dict):
+                raise ApiError(400, "Expected a JSON object {\"name\": ..., \"state\": ...}", "parseError")
+            monitoring = next(s for s in server.services if isinstance(s, gcp_monitoring.MonitoringService))
+            return monitoring.force_alarm(request.get("name"), request.get("state"))
         raise ApiError(404, f"No sandbox endpoint {self.command} {path}", "notFound")
 
 
@@ -286,6 +298,9 @@ def make_server(host, port, provision_seconds=0.0, *, wait_seconds=2.0, credenti
     server.auth = Auth(credentials_file)
     server.services = [cls(provision_seconds=provision_seconds, wait_seconds=wait_seconds, link_base=link_base)
                        for _module, cls in SERVICES]
+    for service in server.services:  # Monitoring serves metrics of the others' instances and services
+        if hasattr(service, "watch"):
+            service.watch(server.services)
     server.records = [] if record else None
     server.recorder = server.records.append if record else recorder
     return server

@@ -212,28 +212,31 @@ class Provider:
         """Fresh records for these members (state, addresses)."""
         raise NotImplementedError
 
-    # Monitoring (docs/cloud_monitoring.md). Series are monitoring.series() or monitoring.missing().
+    # Monitoring (docs/cloud_monitoring.md): each provider keeps it in `self.monitoring`, an object of its
+    # <provider>_monitoring.py with these five methods. Series are monitoring.series() or monitoring.missing().
+    monitoring = None
+
     def metrics(self, records, names, start, end, period):
         """[{metric: series}] in the order of `records` (members and services alike), for the portable metric
         `names` over [start, end) at `period` seconds, in as few API calls as the provider allows."""
-        raise NotImplementedError
+        return self.monitoring.metrics(records, names, start, end, period)
 
     def find_alarm(self, name, region):
         """The alarm record (monitoring.alarm_record) of the collection's alarm `name`, or None."""
-        raise NotImplementedError
+        return self.monitoring.find_alarm(name, region)
 
     def list_alarms(self, region):
         """Records of every alarm the collection made in `region`."""
-        raise NotImplementedError
+        return self.monitoring.list_alarms(region)
 
     def put_alarm(self, alarm, region, targets, current):
         """Create the alarm (current is None) or update `current` in place, with its notification targets,
         for the target records; return its record. A failure part-way removes what this call created."""
-        raise NotImplementedError
+        return self.monitoring.put_alarm(alarm, region, targets, current)
 
     def delete_alarm(self, current):
         """Remove the alarm and the notification resources made for it."""
-        raise NotImplementedError
+        self.monitoring.delete_alarm(current)
 
     def evaluated_state(self, alarm, now=None):
         """(state, reason) of an alarm record computed from the metrics it watches, for providers whose API

@@ -332,20 +332,3 @@ class AwsProvider(Provider):
                 self.call(ec2.create_tags, Resources=ids, Tags=[{"Key": k, "Value": v} for k, v in add])
             if remove:
                 self.call(ec2.delete_tags, Resources=ids, Tags=[{"Key": k} for k in remove])
-
-    # -- monitoring (aws_monitoring.py) --------------------------------------------------------------
-
-    def metrics(self, records, names, start, end, period):
-        return self.monitoring.metrics(records, names, start, end, period)
-
-    def find_alarm(self, name, region):
-        return self.monitoring.find_alarm(name, region)
-
-    def list_alarms(self, region):
-        return self.monitoring.list_alarms(region)
-
-    def put_alarm(self, alarm, region, targets, current):
-        return self.monitoring.put_alarm(alarm, region, targets, current)
-
-    def delete_alarm(self, current):
-        self.monitoring.delete_alarm(current)

@@ -490,21 +490,6 @@ class AzureProvider(ContainerInstances, Provider):
         cls._validate_tags(alarm.get("tags") or {}, ALARM_OWN_TAGS)
         validate_monitor_alarm(alarm)
 
-    def metrics(self, records, names, start, end, period):
-        return self.monitoring.metrics(records, names, start, end, period)
-
-    def find_alarm(self, name, region):
-        return self.monitoring.find_alarm(name, normalize_location(region))
-
-    def list_alarms(self, region):
-        return self.monitoring.list_alarms(normalize_location(region))
-
-    def put_alarm(self, alarm, region, targets, current):
-        return self.monitoring.put_alarm(alarm, normalize_location(region), targets, current)
-
-    def delete_alarm(self, current):
-        return self.monitoring.delete_alarm(current)
-
     # -- errors ------------------------------------------------------------------------------------
 
     def classify(self, exc):

@@ -214,6 +214,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
         )
         self._raw_tags = {}  # droplet id -> its tags as last seen, for update_tags
         self._app_cache = {}  # app id -> the app as last seen, for service_config
+        self.monitoring = do_monitoring.Monitoring(self)
 
     @classmethod
     def validate(cls, spec):
@@ -666,23 +667,8 @@ class DigitalOceanProvider(AppPlatform, Provider):
         for rec in records:
             self._raw_tags.pop(rec["id"], None)
 
-    # -- monitoring (digitalocean_monitoring.py) -------------------------------------------------
-
-    def metrics(self, records, names, start, end, period):
-        return do_monitoring.metrics(self, records, names, start, end, period)
+    # -- monitoring (digitalocean_monitoring.py; Provider delegates the rest to self.monitoring) -----------
 
     @classmethod
     def validate_alarm(cls, alarm):
         do_monitoring.validate_alarm(alarm)
-
-    def find_alarm(self, name, region):
-        return do_monitoring.find_alarm(self, name, region)
-
-    def list_alarms(self, region):
-        return do_monitoring.list_alarms(self, region)
-
-    def put_alarm(self, alarm, region, targets, current):
-        return do_monitoring.put_alarm(self, alarm, region, targets, current)
-
-    def delete_alarm(self, current):
-        do_monitoring.delete_alarm(self, current)

@@ -355,3 +355,25 @@ def delete_alarm(provider, current):
 def _delete(provider, uuids):
     # delete_alert_policy answers 404 as a body: a policy that is gone already is fine.
     provider.each(lambda uuid: provider.call(provider.client.monitoring.delete_alert_policy, uuid), uuids)
+
+
+class Monitoring:
+    """The provider's monitoring half (Provider.monitoring): the functions above, for one provider."""
+
+    def __init__(self, provider):
+        self.provider = provider
+
+    def metrics(self, records, names, start, end, period):
+        return metrics(self.provider, records, names, start, end, period)
+
+    def find_alarm(self, name, region):
+        return find_alarm(self.provider, name, region)
+
+    def list_alarms(self, region):
+        return list_alarms(self.provider, region)
+
+    def put_alarm(self, alarm, region, targets, current):
+        return put_alarm(self.provider, alarm, region, targets, current)
+
+    def delete_alarm(self, current):
+        delete_alarm(self.provider, current)

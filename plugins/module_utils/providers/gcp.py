@@ -612,18 +612,3 @@ class GcpProvider(Provider):
     @classmethod
     def validate_alarm(cls, alarm):
         gcp_monitoring.validate_alarm(alarm, label_ok)
-
-    def metrics(self, records, names, start, end, period):
-        return self.monitoring.metrics(records, names, start, end, period)
-
-    def find_alarm(self, name, region):
-        return self.monitoring.find_alarm(name, region)
-
-    def list_alarms(self, region):
-        return self.monitoring.list_alarms(region)
-
-    def put_alarm(self, alarm, region, targets, current):
-        return self.monitoring.put_alarm(alarm, region, targets, current)
-
-    def delete_alarm(self, current):
-        self.monitoring.delete_alarm(current)

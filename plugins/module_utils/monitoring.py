@@ -131,7 +131,8 @@ def validate_alarm(params, provider_class):
     validate_name(alarm["name"])
     alarm["kind"] = alarm["kind"] or "vm"
     alarm["tags"] = validate_tags(params.get("tags") or {})
-    if params.get("state") == "absent":  # removing needs the name only
+    if params.get("state") == "absent":  # removing needs the name only: the rest is not checked then
+        alarm = {key: alarm[key] for key in ("name", "state", "kind", "tags")}
         provider_class.validate_alarm(alarm)
         return alarm
     if alarm["metric"] not in METRICS:

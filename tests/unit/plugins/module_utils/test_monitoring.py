@@ -127,3 +127,15 @@ def test_evaluated_state_needs_every_recent_period_to_breach():
     assert Cloud({"web-1": [(0, 90.0), (60, 40.0)]}).evaluated_state(alarm, now=180)[0] == "ok"
     assert Cloud({"web-1": [(0, 90.0)]}).evaluated_state(alarm, now=180)[0] == "insufficient_data"
     assert Cloud({}).evaluated_state(alarm, now=180)[0] == "insufficient_data"
+
+
+def test_removing_checks_only_the_name_and_hands_the_provider_no_more():
+    seen = []
+
+    class Strict(Cloud):
+        @classmethod
+        def validate_alarm(cls, alarm):
+            seen.append(alarm)
+
+    alarm = monitoring.validate_alarm(dict(ALARM, state="absent", threshold="high", period=None), Strict)
+    assert alarm == seen[0] == {"name": "web-cpu", "state": "absent", "kind": "vm", "tags": {"team": "web"}}

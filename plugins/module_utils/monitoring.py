@@ -100,7 +100,7 @@ def summarize(metric, answer):
     points = sorted((int(t), float(v)) for t, v in answer["points"] if v is not None and not math.isnan(float(v)))
     result["points"] = [{"time": _iso(t), "value": round(v, 4)} for t, v in points]
     if points:
-        values = [v for _, v in points]
+        values = [value for _time, value in points]
         result["latest"] = round(values[-1], 4)
         result["average"] = round(sum(values) / len(values), 4)
         result["max"] = round(max(values), 4)
@@ -228,7 +228,7 @@ def evaluate(alarm, answers):
     needed = alarm["evaluation_periods"]
     seen = 0
     for target, answer in answers.items():
-        points = [v for _, v in sorted(answer.get("points") or [])][-needed:]
+        points = [value for _time, value in sorted(answer.get("points") or [])][-needed:]
         if len(points) < needed:
             continue
         seen += 1

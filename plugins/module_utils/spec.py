@@ -88,6 +88,16 @@ CONNECTION_FIELDS = {
 }
 
 
+def selection_argument_spec():
+    """How the read-only modules choose deployments (doc fragment lxcri.cloud.selection)."""
+    return {
+        "name": {"type": "str"},
+        "kind": {"type": "str", "choices": list(KINDS)},
+        "tags": {"type": "dict", "default": {}},
+        "region": {"type": "str"},
+    }
+
+
 def connection_argument_spec():
     """One optional dict per provider, so that module_defaults can carry all five at once."""
     return {

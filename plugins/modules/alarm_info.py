@@ -16,13 +16,6 @@ description:
   - Proxmox VE has no native metric alerting, so the module fails there, saying what to use instead.
 author:
   - lxcri.cloud developers (@lxcri)
-attributes:
-  check_mode:
-    description: The module changes nothing, in check mode or not.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
 options:
   provider:
     description: The cloud to look at.
@@ -36,6 +29,7 @@ options:
     description: Region. Defaults to the provider's connection option C(region).
     type: str
 extends_documentation_fragment:
+  - lxcri.cloud.selection.READ_ONLY
   - lxcri.cloud.connection
 """
 

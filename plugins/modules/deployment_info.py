@@ -13,34 +13,14 @@ description:
     or of every deployment of the collection in a region.
 author:
   - lxcri.cloud developers (@lxcri)
-attributes:
-  check_mode:
-    description: The module changes nothing, in check mode or not.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
 options:
   provider:
     description: The cloud to look at.
     type: str
     required: true
     choices: [aws, azure, gcp, digitalocean, proxmox]
-  name:
-    description: Deployment name; without it, every deployment in the region (filtered by O(tags)).
-    type: str
-  kind:
-    description: Only deployments of this kind; by default every kind the provider deploys.
-    type: str
-    choices: [vm, container, function]
-  tags:
-    description: Only members that carry all of these tags.
-    type: dict
-    default: {}
-  region:
-    description: Region (node on Proxmox). Defaults to the provider's connection option C(region).
-    type: str
 extends_documentation_fragment:
+  - lxcri.cloud.selection
   - lxcri.cloud.connection
 """
 
@@ -91,9 +71,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.cloud.plugins.module_utils.errors import failing_clearly
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import load
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
-    KINDS,
     PROVIDERS,
     connection_argument_spec,
+    selection_argument_spec,
     validate_name,
     validate_tags,
 )
@@ -102,10 +82,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
 def main():
     argument_spec = {
         "provider": {"type": "str", "required": True, "choices": list(PROVIDERS)},
-        "name": {"type": "str"},
-        "kind": {"type": "str", "choices": list(KINDS)},
-        "tags": {"type": "dict", "default": {}},
-        "region": {"type": "str"},
+        **selection_argument_spec(),
         **connection_argument_spec(),
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

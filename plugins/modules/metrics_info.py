@@ -17,33 +17,12 @@ description:
   - API calls are batched; docs/cloud_monitoring.md gives the cost per provider.
 author:
   - lxcri.cloud developers (@lxcri)
-attributes:
-  check_mode:
-    description: The module changes nothing, in check mode or not.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
 options:
   provider:
     description:
       - The cloud to look at. Required unless O(deployments) is given (each record names its provider).
     type: str
     choices: [aws, azure, gcp, digitalocean, proxmox]
-  name:
-    description: Deployment name; without it, every deployment in the region (filtered by O(tags) and O(kind)).
-    type: str
-  kind:
-    description: Only deployments of this kind; by default every kind the provider deploys.
-    type: str
-    choices: [vm, container, function]
-  tags:
-    description: Only members that carry all of these tags.
-    type: dict
-    default: {}
-  region:
-    description: Region (node on Proxmox). Defaults to the provider's connection option C(region).
-    type: str
   deployments:
     description:
       - Normalized records (the C(deployments) of M(lxcri.cloud.deployment) or M(lxcri.cloud.deployment_info)) to
@@ -66,6 +45,7 @@ options:
     type: raw
     default: 5m
 extends_documentation_fragment:
+  - lxcri.cloud.selection
   - lxcri.cloud.connection
 """
 
@@ -142,10 +122,10 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.errors import failing_
 from ansible_collections.lxcri.cloud.plugins.module_utils.monitoring import summarize, time_range, validate_metrics
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import iso_utc, load
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
-    KINDS,
     PROVIDERS,
     SpecError,
     connection_argument_spec,
+    selection_argument_spec,
     validate_name,
     validate_tags,
 )
@@ -168,10 +148,7 @@ def given_records(records):
 def main():
     argument_spec = {
         "provider": {"type": "str", "choices": list(PROVIDERS)},
-        "name": {"type": "str"},
-        "kind": {"type": "str", "choices": list(KINDS)},
-        "tags": {"type": "dict", "default": {}},
-        "region": {"type": "str"},
+        **selection_argument_spec(),
         "deployments": {"type": "list", "elements": "dict"},
         "metrics": {"type": "list", "elements": "str"},
         "window": {"type": "raw", "default": "1h"},

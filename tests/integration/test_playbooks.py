@@ -68,3 +68,42 @@ def test_deploy_twice_then_destroy_with_environment_only(env, provider):
     gone = playbook(run_env, "destroy.yml", provider)
     assert recap(gone)["changed"] >= 1
     assert [ids for ids in sandbox_state()[provider].values() if ids] == []
+
+
+ALARM_PROVIDERS = ("aws", "azure", "digitalocean", "gcp")  # plugins/module_utils/monitoring.py ALARM_PROVIDERS
+
+
+def monitor(env, provider, alarm, *extra):
+    import json
+
+    variables = {"providers": [provider], "alarms": {provider: [alarm]} if provider in ALARM_PROVIDERS else {}}
+    cmd = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), os.path.join(ROOT, "playbooks", "monitor.yml"),
+           "-e", json.dumps(variables), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_monitor_shows_metrics_and_converges_an_alarm(env, provider, tmp_path):
+    run_env, _sandbox = env
+    token = "hook" + os.urandom(8).hex()
+    alarm = {"name": "pb-cpu-high", "metric": "cpu", "threshold": 80, "deployments": ["demo-web"],
+             "notify": {"emails": ["ops@example.com"]}}
+    if provider != "digitalocean":  # DigitalOcean notifies by email and Slack only
+        alarm["notify"]["webhooks"] = [f"https://hooks.example.com/{token}"]
+    recap(playbook(run_env, "deploy.yml", provider))
+    try:
+        report = tmp_path / "report.txt"
+        first = monitor(run_env, provider, alarm, "-vvvv", "-e", f"report_file={report}")
+        assert recap(first)["failed"] == 0
+        assert token not in first.stdout + first.stderr, "a webhook URL appears at -vvvv"
+        table = report.read_text()
+        rows = {line.split()[2]: line.split() for line in table.splitlines() if line.startswith(provider + " ")}
+        assert re.fullmatch(r"\d+\.\d", rows["demo-web-1"][4]), table  # the average CPU percent
+        if provider in ALARM_PROVIDERS:
+            assert re.search(rf"^{provider} +pb-cpu-high +cpu +above 80 ", table, re.M), table
+        again = monitor(run_env, provider, alarm)
+        assert recap(again)["changed"] == 0
+    finally:
+        monitor(run_env, provider, alarm, "-e", "alarm_state=absent")
+        recap(playbook(run_env, "destroy.yml", provider))
+    assert [ids for ids in sandbox_state()[provider].values() if ids] == []

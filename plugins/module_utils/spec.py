@@ -89,7 +89,7 @@ CONNECTION_FIELDS = {
 
 
 def selection_argument_spec():
-    """How the read-only modules choose deployments (doc fragment lxcri.cloud.selection)."""
+    """How the info modules choose deployments (doc fragment lxcri.cloud.read_only.DEPLOYMENTS)."""
     return {
         "name": {"type": "str"},
         "kind": {"type": "str", "choices": list(KINDS)},

@@ -29,7 +29,7 @@ options:
     description: Region. Defaults to the provider's connection option C(region).
     type: str
 extends_documentation_fragment:
-  - lxcri.cloud.selection.READ_ONLY
+  - lxcri.cloud.read_only
   - lxcri.cloud.connection
 """
 

@@ -20,7 +20,8 @@ options:
     required: true
     choices: [aws, azure, gcp, digitalocean, proxmox]
 extends_documentation_fragment:
-  - lxcri.cloud.selection
+  - lxcri.cloud.read_only
+  - lxcri.cloud.read_only.DEPLOYMENTS
   - lxcri.cloud.connection
 """
 

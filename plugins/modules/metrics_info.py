@@ -45,7 +45,8 @@ options:
     type: raw
     default: 5m
 extends_documentation_fragment:
-  - lxcri.cloud.selection
+  - lxcri.cloud.read_only
+  - lxcri.cloud.read_only.DEPLOYMENTS
   - lxcri.cloud.connection
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # How the read-only modules choose deployments, and that they change nothing.
+    # The info modules change nothing.
     DOCUMENTATION = r"""
 attributes:
   check_mode:
@@ -14,6 +14,10 @@ attributes:
   diff_mode:
     description: Nothing changes, so there is no diff.
     support: none
+"""
+
+    # How the info modules that read deployments choose them (spec.selection_argument_spec).
+    DEPLOYMENTS = r"""
 options:
   name:
     description: Deployment name; without it, every deployment in the region (filtered by O(tags) and O(kind)).
@@ -29,15 +33,4 @@ options:
   region:
     description: Region (node on Proxmox). Defaults to the provider's connection option C(region).
     type: str
-"""
-
-    # The attributes alone, for info modules that choose something else than deployments.
-    READ_ONLY = r"""
-attributes:
-  check_mode:
-    description: The module changes nothing, in check mode or not.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
 """

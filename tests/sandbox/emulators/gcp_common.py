@@ -22,6 +22,21 @@ NAME_REGEX_TEXT = "(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)"
 EMPTY_FINGERPRINT = "42WmSpB8rSM="  # what GCE reports for an empty label set
 
 
+def compile_routes(base, routes, segment=r"[^/:]+"):
+    """[(verb, regex, operation id, handler)] of a route table whose paths follow `base` and name their
+    variable segments {name} (a named group in the regex)."""
+    return [(verb, re.compile(base + re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>{segment})", pattern) + r"\Z"),
+             op_id, handler) for verb, pattern, op_id, handler in routes]
+
+
+def operation_of(compiled, method, path):
+    """The operation id of the route a request takes, or None."""
+    for verb, regex, op_id, _handler in compiled:
+        if verb == method and regex.match(path):
+            return op_id
+    return None
+
+
 class ApiError(Exception):
     """A Google API error. ``body()`` is the Compute (legacy ESF) shape; other services may subclass."""
 

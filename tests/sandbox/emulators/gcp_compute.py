@@ -19,13 +19,12 @@ from . import gcp_compute_catalog as cat
 from . import gcp_compute_network
 from .gcp_compute_network import assign_nat, release_nat, resolve_image
 from .gcp_common import (
-    ApiError, AsyncFailure, Link, already_exists, check_labels, check_name, compile_filter, invalid, labels_fingerprint,
-    new_id, not_found, not_ready, operation_name, page, random_fingerprint, rel_path, render, required, rfc3339,
-    stable_id,
+    ApiError, AsyncFailure, Link, already_exists, check_labels, check_name, compile_filter, compile_routes, invalid,
+    labels_fingerprint, new_id, not_found, not_ready, operation_name, operation_of, page, random_fingerprint, rel_path,
+    render, required, rfc3339, stable_id,
 )
 
 _P = r"^/compute/v1/projects/(?P<project>[^/]+)/"
-_N = r"(?P<{}>[^/]+)"
 ROUTES = [  # (method, path pattern after projects/{project}/, operation id, handler)
     ("GET", "zones", "compute.zones.list", "zones_list"),
     ("GET", "zones/{zone}", "compute.zones.get", "zones_get"),
@@ -56,8 +55,7 @@ ROUTES = [  # (method, path pattern after projects/{project}/, operation id, han
     ("POST", "global/operations/{name}/wait", "compute.globalOperations.wait", "global_ops_wait"),
     ("DELETE", "global/operations/{name}", "compute.globalOperations.delete", "global_ops_delete"),
 ] + gcp_compute_network.ROUTES
-COMPILED = [(method, re.compile(_P + re.sub(r"\{(\w+)\}", lambda m: _N.format(m.group(1)), pattern) + "$"),
-             op_id, handler) for method, pattern, op_id, handler in ROUTES]
+COMPILED = compile_routes(_P, ROUTES, segment=r"[^/]+")
 PREFIX = "/compute/"
 _ORDER = ["kind", "id", "creationTimestamp", "name", "description", "tags", "machineType", "status", "zone",
           "canIpForward", "networkInterfaces", "disks", "metadata", "serviceAccounts", "selfLink", "scheduling",
@@ -66,10 +64,7 @@ _ORDER = ["kind", "id", "creationTimestamp", "name", "description", "tags", "mac
 
 
 def operation(method, path):
-    for verb, regex, op_id, _handler in COMPILED:
-        if verb == method and regex.match(path):
-            return op_id
-    return None
+    return operation_of(COMPILED, method, path)
 
 
 class Project:

@@ -59,7 +59,7 @@ import threading
 import time
 
 from .. import metrics
-from .gcp_common import ApiError, check_labels, new_id
+from .gcp_common import ApiError, check_labels, compile_routes, new_id, operation_of
 from .gcp_compute import ComputeService
 from .gcp_run import RunError, RunService, bad_request, rfc3339
 
@@ -77,8 +77,7 @@ _ROUTES = [  # (method, path after projects/{project}/, discovery method id, han
     ("PATCH", "notificationChannels/{resource_id}", "monitoring.projects.notificationChannels.patch", "channels_patch"),
     ("DELETE", "notificationChannels/{resource_id}", "monitoring.projects.notificationChannels.delete", "channels_delete"),
 ]
-COMPILED = [(verb, re.compile(_BASE + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/:]+)", pattern) + r"\Z"), op_id, handler)
-            for verb, pattern, op_id, handler in _ROUTES]
+COMPILED = compile_routes(_BASE, _ROUTES)
 PREFIX = "/v3/"
 
 Native = collections.namedtuple("Native", "resource kind value unit level factor labels")
@@ -137,10 +136,7 @@ SAMPLE = 60  # seconds between two samples of every metric here
 
 
 def operation(method, path):
-    for verb, regex, op_id, _handler in COMPILED:
-        if verb == method and regex.match(path):
-            return op_id
-    return None
+    return operation_of(COMPILED, method, path)
 
 
 def _percentile(values, rank):

@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 
-from .gcp_common import ApiError, check_labels
+from .gcp_common import ApiError, check_labels, compile_routes, operation_of
 
 
 def rfc3339(epoch):
@@ -66,8 +66,7 @@ _ROUTES = [  # (method, path after locations/{location}/, discovery method id, h
     ("DELETE", "operations/{operation}", "run.projects.locations.operations.delete", "ops_delete"),
     ("POST", "operations/{operation}:wait", "run.projects.locations.operations.wait", "ops_wait"),
 ]
-COMPILED = [(verb, re.compile(_BASE + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/:]+)", pattern) + r"\Z"), op_id, handler)
-            for verb, pattern, op_id, handler in _ROUTES]
+COMPILED = compile_routes(_BASE, _ROUTES)
 PREFIX = "/v2/"
 SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
 
@@ -180,10 +179,7 @@ def _enum(item, kind, to_int, field):
 
 
 def operation(method, path):
-    for verb, regex, op_id, _handler in COMPILED:
-        if verb == method and regex.match(path):
-            return op_id
-    return None
+    return operation_of(COMPILED, method, path)
 
 
 class RunError(ApiError):

@@ -48,6 +48,18 @@ def record(provider, **fields):
     return rec
 
 
+def undo(steps, explain=str):
+    """Run every (what, action) cleanup step, whatever the others do: (the whats undone, "what (why)" of those left)."""
+    undone, left = [], []
+    for what, action in steps:
+        try:
+            action()
+            undone.append(what)
+        except Exception as exc:  # go on: say what is left, whatever went wrong
+            left.append(f"{what} ({explain(exc)})")
+    return undone, left
+
+
 def iso_utc(value):
     """ISO 8601 UTC with a Z, from a datetime, an epoch number or an ISO string."""
     if value in (None, ""):
@@ -162,6 +174,12 @@ class Provider:
         tags = tags or {}
         records = [rec for rec in records if all(rec["tags"].get(k) == v for k, v in tags.items())]
         return sorted(records, key=lambda rec: (rec["deployment"] or "", rec["name"] or ""))
+
+    def split(self, records):
+        """(member records, service records) by each record's kind (MEMBER_KINDS; a record without one is a VM)."""
+        records = list(records)
+        members = [rec for rec in records if (rec.get("kind") or "vm") in self.MEMBER_KINDS]
+        return members, [rec for rec in records if (rec.get("kind") or "vm") not in self.MEMBER_KINDS]
 
     def find_members(self, name, region, kind="vm"):
         raise NotImplementedError

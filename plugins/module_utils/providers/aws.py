@@ -221,8 +221,8 @@ class AwsProvider(Provider):
 
     def _split(self, records):
         """(VM records, [(service handler, record)])"""
-        vms = [rec for rec in records if rec["kind"] not in self.services]
-        return vms, [(self.services[rec["kind"]], rec) for rec in records if rec["kind"] in self.services]
+        vms, services = self.split(records)
+        return vms, [(self.services[rec["kind"]], rec) for rec in services]
 
     def refresh(self, records):
         records, services = self._split(records)

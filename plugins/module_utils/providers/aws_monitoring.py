@@ -38,7 +38,7 @@ import re
 import urllib.parse
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import monitoring
-from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError, undo
 from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws_services import CLUSTER
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import TAG_PREFIX, SpecError
 
@@ -378,13 +378,7 @@ class Monitoring:
 
     def _failed(self, doing, name, region, done, exc, notify):
         """The error to raise after removing what the failed call had created."""
-        undone, left = [], []
-        for what, undo in reversed(done):
-            try:
-                undo()
-                undone.append(what)
-            except Exception as cleanup:  # report it; the first failure is the one to fix
-                left.append(f"{what} ({cleanup})")
+        undone, left = undo(reversed(done))
         said = f"{'removed ' + ', '.join(undone) if undone else 'nothing to remove'}"
         if left:
             said += f"; could not remove {', '.join(left)}: run state=absent"

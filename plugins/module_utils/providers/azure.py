@@ -46,6 +46,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.provider import (
     ProviderError,
     iso_utc,
     record,
+    undo,
 )
 from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure_containers import (
     CONTAINER_OWN_TAGS,
@@ -314,13 +315,6 @@ def _refused(exc):
             return True
     text = str(exc).lower()
     return any(word in text for word in UNREACHABLE_TEXT)
-
-
-def _split(records):
-    """(VM records, container group records) by each record's kind."""
-    records = list(records)
-    return ([rec for rec in records if rec.get("kind") not in SERVICE_KINDS],
-            [rec for rec in records if rec.get("kind") in SERVICE_KINDS])
 
 
 class _SerialCredential:
@@ -720,7 +714,7 @@ class AzureProvider(ContainerInstances, Provider):
         return records + self._list_groups(normalize_location(region), tags)
 
     def refresh(self, records):
-        records, groups = _split(records)
+        records, groups = self.split(records)
         return self._refresh_vms(records) + (self._refresh_groups(groups) if groups else [])
 
     def _refresh_vms(self, records):
@@ -901,18 +895,14 @@ class AzureProvider(ContainerInstances, Provider):
             (f"network interface {nic_name}", self.network.network_interfaces.begin_delete, nic_name),
             (f"public IP {ip_name}", self.network.public_ip_addresses.begin_delete, ip_name),
         ]
-        left = []
-        for what, begin, name in steps:
-            try:
-                self._delete(begin, group, name)
-            except Exception as exc:  # say what is left, whatever went wrong
-                left.append(f"{what} ({error_text(exc)})")
+        _undone, left = undo(((what, lambda begin=begin, name=name: self._delete(begin, group, name))
+                              for what, begin, name in steps), explain=error_text)
         if left:
             return f"these could not be removed, delete them by hand in resource group {group}: {', '.join(left)}"
         return f"what this run had made for it (VM, network interface {nic_name}, public IP {ip_name}) was removed again"
 
     def delete(self, records):
-        records, groups = _split(records)
+        records, groups = self.split(records)
         if groups:
             self._delete_groups(groups)
         if records:
@@ -981,26 +971,26 @@ class AzureProvider(ContainerInstances, Provider):
         self._lro(begin, self._group_of(rec), rec["name"])
 
     def start(self, records):
-        records, groups = _split(records)
+        records, groups = self.split(records)
         if groups:
             self._start_groups(groups)
         self.each(lambda rec: self._power(rec, "start"), records)
 
     def stop(self, records):
-        records, groups = _split(records)
+        records, groups = self.split(records)
         if groups:
             self._stop_groups(groups)
         # Deallocate rather than power off: a deallocated VM is not billed for compute.
         self.each(lambda rec: self._power(rec, "deallocate"), records)
 
     def restart(self, records):
-        records, groups = _split(records)
+        records, groups = self.split(records)
         if groups:
             self._restart_groups(groups)
         self.each(lambda rec: self._power(rec, "restart"), records)
 
     def update_tags(self, records, tags, purge):
-        records, groups = _split(records)
+        records, groups = self.split(records)
         if groups:
             self._tag_groups(groups, tags, purge)
 

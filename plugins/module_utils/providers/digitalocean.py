@@ -176,13 +176,6 @@ def _header(exc, name):
         return None
 
 
-def _split(records):
-    """(droplet records, app records) by each record's kind."""
-    records = list(records)
-    return ([rec for rec in records if rec.get("kind") not in SERVICE_KINDS],
-            [rec for rec in records if rec.get("kind") in SERVICE_KINDS])
-
-
 class DigitalOceanProvider(AppPlatform, Provider):
     name = "digitalocean"
     title = "DigitalOcean"
@@ -393,7 +386,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
     def refresh(self, records):
         """Fresh records: one listing per deployment tag, droplets.get for records without a deployment; apps.get
         for apps."""
-        records, apps = _split(records)
+        records, apps = self.split(records)
         return self._refresh_droplets(records) + (self._refresh_apps(apps) if apps else [])
 
     def _refresh_droplets(self, records):
@@ -555,7 +548,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
         return f"{what}; the droplets this run had created were destroyed again: {names}"
 
     def delete(self, records):
-        records, apps = _split(records)
+        records, apps = self.split(records)
         if apps:
             self._delete_apps(apps)
         if records:
@@ -589,7 +582,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
         self.call(self.client.tags.delete, tag)
 
     def start(self, records):
-        records, apps = _split(records)
+        records, apps = self.split(records)
         if apps:
             self._start_apps(apps)
         if not records:
@@ -599,7 +592,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
             raise self._failed("power_on", failures)
 
     def stop(self, records):
-        records, apps = _split(records)
+        records, apps = self.split(records)
         if apps:
             self._stop_apps(apps)
         if not records:
@@ -615,7 +608,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
             raise self._failed("power_off", failures)
 
     def restart(self, records):
-        records, apps = _split(records)
+        records, apps = self.split(records)
         if apps:
             self._restart_apps(apps)
         if not records:
@@ -634,7 +627,7 @@ class DigitalOceanProvider(AppPlatform, Provider):
             )
 
     def update_tags(self, records, tags, purge):
-        records, apps = _split(records)
+        records, apps = self.split(records)
         if apps:
             self._tag_apps(apps, tags, purge)
         add, remove = {}, {}

@@ -403,15 +403,8 @@ class GcpProvider(Provider):
         records = [rec for rec in records if all(rec["tags"].get(key) == value for key, value in tags.items())]
         return records + (self.run.list(region, tags) if gcp_run.load_sdk() else [])
 
-    @staticmethod
-    def _split(records):
-        """(VM records, service records): each half goes its own way."""
-        records = list(records)
-        return ([rec for rec in records if rec["kind"] in GcpProvider.MEMBER_KINDS],
-                [rec for rec in records if rec["kind"] not in GcpProvider.MEMBER_KINDS])
-
     def refresh(self, records):
-        records, services = self._split(records)
+        records, services = self.split(records)
         fresh = self.run.refresh(services) if services else []
         return self._refresh_members(records) + fresh
 
@@ -560,27 +553,27 @@ class GcpProvider(Provider):
             pass  # already gone: that is what was asked
 
     def delete(self, records):
-        records, services = self._split(records)
+        records, services = self.split(records)
         self.each(self._delete_one, records)
         self.each(self.run.delete, services)
 
     def start(self, records):
-        records, services = self._split(records)
+        records, services = self.split(records)
         self.each(lambda rec: self._power(rec, "start"), records)
         self.each(self.run.start, services)
 
     def stop(self, records):
-        records, services = self._split(records)
+        records, services = self.split(records)
         self.each(lambda rec: self._power(rec, "stop"), records)
         self.each(self.run.stop, services)
 
     def restart(self, records):
-        records, services = self._split(records)
+        records, services = self.split(records)
         self.each(lambda rec: self._power(rec, "reset"), records)
         self.each(self.run.restart, services)
 
     def update_tags(self, records, tags, purge):
-        records, services = self._split(records)
+        records, services = self.split(records)
         self.each(lambda rec: self._retag(rec, tags, purge), records)
         self.each(lambda rec: self.run.retag(rec, tags, purge), services)
 

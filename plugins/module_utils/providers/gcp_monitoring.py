@@ -53,7 +53,7 @@ import re
 from collections import namedtuple
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import monitoring
-from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError, undo
 from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp_run import location_of
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, TRANSIENT
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import TAG_PREFIX, SpecError
@@ -514,12 +514,7 @@ class Monitoring:
     def _undo(self, created):
         if not created:
             return "nothing was left behind"
-        left = []
-        for name in created:
-            try:
-                self._delete(name, force="true")
-            except Exception as exc:  # say what is left, whatever went wrong
-                left.append(f"{name} ({exc})")
+        _undone, left = undo((name, lambda name=name: self._delete(name, force="true")) for name in created)
         if left:
             return f"notification channels left behind, delete them by hand: {', '.join(left)}"
         return f"the {len(created)} notification channel(s) made for it were deleted again"

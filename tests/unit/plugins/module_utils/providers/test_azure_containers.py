@@ -162,7 +162,7 @@ def test_secret_env_is_the_fingerprint_only_while_secure_variables_exist(provide
     assert provider.service_config(provider._cg_record(doc))["secret_env"] == ""
 
 
-def test_records_are_split_by_kind():
+def test_records_are_split_by_kind(provider):
     vm = {"kind": "vm", "name": "web-1"}
     group = {"kind": "container", "name": "web"}
-    assert az._split([vm, group]) == ([vm], [group])
+    assert provider.split([vm, group]) == ([vm], [group])

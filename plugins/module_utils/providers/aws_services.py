@@ -198,18 +198,22 @@ class Containers(_Service):
     # -- reading ------------------------------------------------------------------------------------
 
     def _describe(self, region, names):
+        return [s for s in self._services(region, names) if s.get("status") == "ACTIVE"
+                and _tags(s).get(KIND_TAG) == self.kind and _tags(s).get(DEPLOYMENT_TAG) == s["serviceName"]]
+
+    def _services(self, region, names):
+        """The cluster's services of these names, with their tags, ten a call ([] without the cluster)."""
         ecs = self.client("ecs", region)
         found = []
-        for start in range(0, len(names), 10):
-            try:
+        try:
+            for start in range(0, len(names), 10):
                 found += self.call(ecs.describe_services, cluster=CLUSTER, services=names[start:start + 10],
                                    include=["TAGS"])["services"]
-            except botocore.exceptions.ClientError as exc:
-                if _code(exc) == "ClusterNotFoundException":
-                    return []
-                raise
-        return [s for s in found if s.get("status") == "ACTIVE" and _tags(s).get(KIND_TAG) == self.kind
-                and _tags(s).get(DEPLOYMENT_TAG) == s["serviceName"]]
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) == "ClusterNotFoundException":
+                return []
+            raise
+        return found
 
     def _taskdef(self, region, arn):
         if arn not in self.taskdefs:  # a revision never changes
@@ -497,15 +501,11 @@ class Containers(_Service):
         ecs = self.client("ecs", region)
         try:
             names = [arn.rsplit("/", 1)[-1] for arn in self.p.pages(ecs, "list_services", "serviceArns", cluster=CLUSTER)]
-            names = [n for n in names if name is None or n == name]
-            found = []
-            for start in range(0, len(names), 10):
-                found += self.call(ecs.describe_services, cluster=CLUSTER, services=names[start:start + 10],
-                                   include=["TAGS"])["services"]
         except botocore.exceptions.ClientError as exc:
             if _code(exc) == "ClusterNotFoundException":
                 return []
             raise
+        found = self._services(region, [n for n in names if name is None or n == name])
         return [s for s in found if s.get("status") in ("ACTIVE", "DRAINING")
                 and (name is None or _tags(s).get(DEPLOYMENT_TAG) == name)]
 

@@ -164,6 +164,7 @@ def main():
     with failing_clearly(module, params["provider"] or "metrics", metrics=[]):
         names = validate_metrics(params["metrics"])
         start, end, period = time_range(params["window"], params["period"])
+        provider = None
         if params["deployments"] is not None:
             records = given_records(params["deployments"])
         else:
@@ -175,7 +176,8 @@ def main():
         results = []
         for provider_name in sorted({rec["provider"] for rec in records}):
             mine = [rec for rec in records if rec["provider"] == provider_name]
-            provider = load(provider_name)(params[provider_name])
+            if provider is None or provider.name != provider_name:  # the lookup's connection reads the metrics too
+                provider = load(provider_name)(params[provider_name])
             for rec, answers in zip(mine, provider.metrics(mine, names, start, end, period)):
                 entry = {key: rec.get(key) for key in RECORD_KEYS}
                 entry["metrics"] = {metric: summarize(metric, answers[metric]) for metric in names}

@@ -7,19 +7,15 @@ The plan is computed from what exists, so running the same spec twice changes no
 
 from __future__ import annotations
 
-import time
-
-from ansible_collections.lxcri.cloud.plugins.module_utils.provider import record
-from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SERVICE_KINDS, member_index, member_names, service_config
-from ansible_collections.lxcri.cloud.plugins.module_utils.wait import wait_for
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import PartialFailure, ProviderError, record, retagged, undo
+from ansible_collections.lxcri.cloud.plugins.module_utils.spec import member_index, member_names, service_config
 
 # The states a member should reach under each requested state, and what to do with members outside it.
 TARGET = {"present": None, "running": "running", "stopped": "stopped", "restarted": "running"}
 SETTLED = {"running", "stopped", "terminated", "error"}
 
 
-def wanted_tags(current, tags, purge):
-    return dict(tags) if purge else {**current, **tags}
+wanted_tags = retagged
 
 
 def plan(current, spec, resize_to=None):
@@ -94,15 +90,14 @@ class Convergence:
         self.provider = provider
         self.spec = spec
         self.check_mode = check_mode
-        self.deadline = time.monotonic() + spec["wait_timeout"]
 
     def run(self):
-        if self.spec["kind"] in SERVICE_KINDS and self.spec["kind"] not in self.provider.MEMBER_KINDS:
+        if not self.provider.members(self.spec["kind"]):
             return self.run_service()
         spec = self.spec
         region = self.provider.region(spec)
         current = sorted(self.provider.find(spec["name"], region, spec["kind"]), key=_order)
-        resize_to = self.provider.native_size(spec) if spec["kind"] in self.provider.RESIZE_KINDS else None
+        resize_to = self.provider.native_size(spec) if self.provider.resizes(spec["kind"]) else None
         steps = plan(current, spec, resize_to)
         predicted = predict(self.provider, current, steps, spec, region)
         changed = any(steps.values())
@@ -147,7 +142,7 @@ class Convergence:
         for step in ("start", "stop", "restart"):
             if steps[step]:
                 getattr(provider, step)(steps[step])
-        created = provider.create(spec, region, steps["create"]) if steps["create"] else []
+        created = self.create(steps["create"], region) if steps["create"] else []
         if spec["state"] == "stopped" and created:
             if spec["wait"]:
                 created = self.settle(created, {"running"}, "creation of")
@@ -159,6 +154,27 @@ class Convergence:
             target = TARGET.get(spec["state"])
             members = self.settle(members, {target} if target else {"running", "stopped"}, "")
         return members
+
+    def create(self, names, region):
+        """The provider's create; when some members failed, the ones this task did make are removed again
+        (the deployment is left as it was before the task) and the error says what was removed and what is left."""
+        try:
+            return self.provider.create(self.spec, region, names)
+        except PartialFailure as exc:
+            if not exc.done:
+                raise ProviderError(str(exc)) from exc
+            made = ", ".join(rec["name"] for rec in exc.done)
+
+            def remove():
+                self.provider.delete(exc.done)
+                if self.spec["wait"]:
+                    self.settle(exc.done, {"terminated"}, "deletion of")
+
+            undone, left = undo([(made, remove)])
+            if left:
+                raise ProviderError(f"{exc}; removing the members this task had made failed, remove them or run "
+                                    f"state=absent: {', '.join(left)}") from exc
+            raise ProviderError(f"{exc}; the members this task had made were removed again: {made}") from exc
 
     def settle(self, records, states, verb):
         """Wait until every record is in one of `states`; vanished records count as terminated."""
@@ -174,10 +190,7 @@ class Convergence:
         def describe(fresh):
             return ", ".join(f"{rec['name']}={rec['state']}" for rec in fresh) or "nothing"
 
-        return wait_for(
-            lambda: self.provider.refresh(records), done, what, max(0.0, self.deadline - time.monotonic()),
-            maximum=self.provider.POLL_MAX, describe=describe,
-        )
+        return self.provider.wait(lambda: self.provider.refresh(records), done, what, describe=describe)
 
     # -- containers and functions: one resource per deployment, `count` replicas ---------------------
 
@@ -237,7 +250,7 @@ class Convergence:
                 self.settle(steps["delete"], {"terminated"}, "deletion of")
             return [dict(current, state="terminated", url=None, public_ip=None, hourly_cost=None)]
         if steps["create"]:
-            current = provider.create(spec, region, steps["create"])[0]
+            current = self.create(steps["create"], region)[0]
         if steps["update"]:
             current, result["recreated"] = provider.update_service(current, spec, changes)
         if steps["tag"]:

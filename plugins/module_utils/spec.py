@@ -1,6 +1,6 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The common argument spec: connection options for the five providers and the portable deployment."""
+"""The common argument spec: connection options of every registered provider and the portable deployment."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import zipfile
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.lxcri.cloud.plugins.module_utils import registry
 from ansible_collections.lxcri.cloud.plugins.module_utils.catalog import PORTABLE_IMAGES, PORTABLE_SIZES
 
-PROVIDERS = ("aws", "azure", "gcp", "digitalocean", "proxmox")
+PROVIDERS = registry.NAMES
 KINDS = ("vm", "container", "function")
 SERVICE_KINDS = ("container", "function")
 STATES = ("present", "absent", "running", "stopped", "restarted")
@@ -27,65 +28,15 @@ KIND_TAG = "lxcri-kind"
 IMAGE_TAG = "lxcri-image"
 
 
-def _opt(kind="str", env=(), secret=False, default=None, **extra):
-    option = {"type": kind, **extra}
-    if env:
-        option["fallback"] = (env_fallback, list(env))
-    if secret:
-        option["no_log"] = True
-    if default is not None:
-        option["default"] = default
+def _option(field):
+    """The argument spec of one connection field; every field falls back to the provider SDK's usual
+    environment variables, so that module_defaults (or nothing at all) is enough."""
+    option = {"type": field.type, "no_log": field.secret}
+    if field.env:
+        option["fallback"] = (env_fallback, list(field.env))
+    if field.default is not None:
+        option["default"] = field.default
     return option
-
-
-def _tls(provider):
-    """endpoint, validate_certs and ca_bundle: the same three fields on every provider."""
-    upper = provider.upper()
-    return {
-        "endpoint": _opt(env=[f"LXCRI_{upper}_ENDPOINT"]),
-        "validate_certs": _opt("bool", default=True),
-        "ca_bundle": _opt("path", env=[f"LXCRI_{upper}_CA_BUNDLE"]),
-    }
-
-
-# Every field falls back to the provider SDK's usual environment variable, so that module_defaults
-# (or nothing at all) is enough.
-CONNECTION_FIELDS = {
-    "aws": {
-        "access_key": _opt(env=["AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"], no_log=False),
-        "secret_key": _opt(env=["AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY"], secret=True),
-        "session_token": _opt(env=["AWS_SESSION_TOKEN"], secret=True),
-        "profile": _opt(env=["AWS_PROFILE"]),
-        "region": _opt(env=["AWS_REGION", "AWS_DEFAULT_REGION"]),
-    },
-    "azure": {
-        "subscription_id": _opt(env=["AZURE_SUBSCRIPTION_ID"]),
-        "tenant_id": _opt(env=["AZURE_TENANT_ID"]),
-        "client_id": _opt(env=["AZURE_CLIENT_ID"]),
-        "client_secret": _opt(env=["AZURE_CLIENT_SECRET"], secret=True),
-        "authority_host": _opt(env=["AZURE_AUTHORITY_HOST"]),
-        "resource_group": _opt(),
-        "region": _opt(env=["AZURE_LOCATION"]),
-    },
-    "gcp": {
-        "project": _opt(env=["GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"]),
-        "credentials_file": _opt("path", env=["GOOGLE_APPLICATION_CREDENTIALS"]),
-        "region": _opt(env=["CLOUDSDK_COMPUTE_ZONE", "CLOUDSDK_COMPUTE_REGION"]),
-    },
-    "digitalocean": {
-        "token": _opt(env=["DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN", "DO_API_TOKEN"], secret=True),
-        "region": _opt(env=["DIGITALOCEAN_REGION"]),
-    },
-    "proxmox": {
-        "user": _opt(env=["PROXMOX_USER"]),
-        "password": _opt(env=["PROXMOX_PASSWORD"], secret=True),
-        "token_id": _opt(env=["PROXMOX_TOKEN_ID"], no_log=False),
-        "token_secret": _opt(env=["PROXMOX_TOKEN_SECRET"], secret=True),
-        "region": _opt(env=["PROXMOX_NODE"]),
-        "templates": _opt("dict"),
-        "storage": _opt(),
-    },
-}
 
 
 def selection_argument_spec():
@@ -101,8 +52,9 @@ def selection_argument_spec():
 def connection_argument_spec():
     """One optional dict per provider, so that module_defaults can carry all five at once."""
     return {
-        provider: {"type": "dict", "apply_defaults": True, "options": {**fields, **_tls(provider)}}
-        for provider, fields in CONNECTION_FIELDS.items()
+        provider: {"type": "dict", "apply_defaults": True,
+                   "options": {name: _option(field) for name, field in registry.connection_fields(provider).items()}}
+        for provider in PROVIDERS
     }
 
 
@@ -173,18 +125,18 @@ def validate_tags(tags):
 
 def validate_choice(option, value, portable, provider_class):
     """A portable value, or a value that looks like the provider's own; anything else is an error."""
-    native = getattr(provider_class, f"NATIVE_{option.upper()}")
-    if value in portable or native.match(value or ""):
+    info = registry.INFO[provider_class.name]
+    pattern, example = getattr(info, f"native_{option}")
+    if value in portable or re.match(pattern, value or ""):
         return value
-    example = getattr(provider_class, f"NATIVE_{option.upper()}_EXAMPLE")
     raise SpecError(
-        f"{option} '{value}' is not valid for {provider_class.name}: use one of {', '.join(portable)} "
-        f"or a native {provider_class.title} {option} such as {example}"
+        f"{option} '{value}' is not valid for {info.name}: use one of {', '.join(portable)} "
+        f"or a native {info.title} {option} such as {example}"
     )
 
 
 # Which providers deploy which kind: validation answers from here before any SDK loads.
-KIND_PROVIDERS = {"vm": PROVIDERS, "container": ("aws", "azure", "digitalocean", "gcp", "proxmox"), "function": ("aws",)}
+KIND_PROVIDERS = {kind: registry.providers_for(kind) for kind in KINDS}
 
 
 def validate_deployment(params, provider_class):
@@ -198,9 +150,10 @@ def validate_deployment(params, provider_class):
         raise SpecError(f"wait_timeout must be more than 0 seconds, got {spec['wait_timeout']}")
     kind = spec.get("kind") or "vm"
     if provider_class.name not in KIND_PROVIDERS[kind]:
+        why = registry.INFO[provider_class.name].cannot.get(kind)
         raise SpecError(
-            f"kind '{kind}' is not supported on {provider_class.name}: {kind} deployments run on "
-            f"{', '.join(KIND_PROVIDERS[kind]) or 'no provider in this version'}"
+            f"kind '{kind}' is not supported on {provider_class.name}{f' ({why})' if why else ''}: {kind} deployments "
+            f"run on {', '.join(KIND_PROVIDERS[kind]) or 'no provider in this version'}"
         )
     if kind == "vm":
         spec["size"] = validate_choice("size", spec["size"], PORTABLE_SIZES, provider_class)

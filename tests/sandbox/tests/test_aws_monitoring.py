@@ -322,7 +322,7 @@ def test_validate_alarm_says_what_cloudwatch_would_refuse(changes, message):
 
 def test_the_sandbox_feeds_the_metrics_the_provider_maps():
     _collection()
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers import aws_monitoring
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws import monitoring as aws_monitoring
 
     served = {(namespace, name): (metric, unit) for (namespace, name), (metric, unit, _) in aws.NATIVE_METRICS.items()}
     mapped = {(aws_monitoring.NAMESPACES[kind], name): (metric, unit)

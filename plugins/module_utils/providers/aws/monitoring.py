@@ -1,7 +1,7 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS monitoring: CloudWatch metrics of EC2 instances, ECS services and Lambda functions, and CloudWatch
-alarms that notify through an SNS topic. Only aws.py uses this file; every call goes through the provider.
+alarms that notify through an SNS topic. AwsProvider keeps it as its monitoring; every call goes through the provider.
 
 Metrics: GetMetricData, up to 500 queries a call (one call per region per 500 series, pages followed by
 NextToken), each query a MetricStat over the period. The values are the portable units already, so no
@@ -39,13 +39,8 @@ import urllib.parse
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import monitoring
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError, undo
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws_services import CLUSTER
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.aws.containers import CLUSTER
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import TAG_PREFIX, SpecError
-
-try:
-    import botocore.exceptions
-except ImportError:
-    botocore = None
 
 QUERIES_PER_CALL = 500  # GetMetricData
 ALARM_METRICS_MAX = 10  # metrics one metric math alarm may watch (a hard limit)
@@ -98,12 +93,6 @@ STATES = {"OK": "ok", "ALARM": "alarm", "INSUFFICIENT_DATA": "insufficient_data"
 
 def _reverse(mapping):
     return {native: portable for portable, native in mapping.items()}
-
-
-def _code(exc):
-    if botocore is not None and isinstance(exc, botocore.exceptions.ClientError):
-        return exc.response.get("Error", {}).get("Code")
-    return None
 
 
 def _tag_dict(tags):
@@ -262,8 +251,8 @@ class Monitoring:
         """{(protocol, endpoint): subscription ARN, or PendingConfirmation} of the topic; None when it is gone."""
         try:
             found = self.p.pages(self.p.client("sns", region), "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic)
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) == "NotFound":
+        except Exception as exc:
+            if self.p.gone(exc):
                 return None
             raise
         return {(s["Protocol"], s["Endpoint"]): s["SubscriptionArn"] for s in found if s["SubscriptionArn"] != "Deleted"}

@@ -280,6 +280,7 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.converge import Conver
 from ansible_collections.lxcri.cloud.plugins.module_utils.errors import failing_clearly
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import load
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import deployment_argument_spec, validate_deployment
+from ansible_collections.lxcri.cloud.plugins.module_utils.wait import Deadline
 
 
 def main():
@@ -289,7 +290,7 @@ def main():
     with failing_clearly(module, provider_name, deployments=[]):
         provider_class = load(provider_name)
         spec = validate_deployment(params, provider_class)
-        provider = provider_class(params[provider_name])
+        provider = provider_class(params[provider_name], deadline=Deadline(spec["wait_timeout"], "wait_timeout"))
         result = Convergence(provider, spec, check_mode=module.check_mode).run()
         if not module._diff:
             result.pop("diff")

@@ -43,7 +43,6 @@ options:
     type: list
     elements: str
     required: true
-    choices: [aws, azure, gcp, digitalocean, proxmox]
   regions:
     description:
       - Provider name to the regions to list on it (a list, or one region as a string); a zone or a region on
@@ -100,6 +99,7 @@ extends_documentation_fragment:
   - constructed
   - inventory_cache
   - lxcri.cloud.connection
+  - lxcri.cloud.providers.inventory
 """
 
 EXAMPLES = r"""
@@ -150,7 +150,8 @@ from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-PROVIDERS = ("aws", "azure", "gcp", "digitalocean", "proxmox")
+from ansible_collections.lxcri.cloud.plugins.module_utils.registry import NAMES as PROVIDERS
+
 HOSTNAME_FIELDS = ("public_ip", "private_ip", "name", "id")
 FILE_NAMES = ("deployments.yml", "deployments.yaml")
 CACHE_FORMAT = 1

@@ -12,6 +12,9 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.registry import INFO
 
 PORTABLE_SIZES = ("small", "medium", "large", "xlarge")
 PORTABLE_IMAGES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12")
+# provider -> its rows (views of the packages' INFO)
+SIZES = {name: info.sizes for name, info in INFO.items()}
+IMAGES = {name: info.images for name, info in INFO.items()}
 
 
 def native_size(provider, size):

@@ -14,6 +14,7 @@ import re
 import time
 import urllib.parse
 
+from ansible_collections.lxcri.cloud.plugins.module_utils import registry
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError, validate_name, validate_tags
 
 # Portable metric -> portable unit. Bytes are per period (a sum), percent and count as named.
@@ -27,8 +28,8 @@ METRICS = {
     "requests": "count",
 }
 DEFAULT_METRICS = ("cpu", "memory", "network_in", "network_out", "disk_read", "disk_write")
-# The providers with native metric alerting (Proxmox VE has none: its validate_alarm says what to use instead).
-ALARM_PROVIDERS = ("aws", "azure", "digitalocean", "gcp")
+# The providers with metric alerting (Proxmox VE has none: its INFO.cannot["alarms"] says what to use instead).
+ALARM_PROVIDERS = registry.alarm_providers()
 STATISTICS = ("average", "max", "min", "sum")
 COMPARISONS = ("above", "below")
 ALARM_STATES = ("ok", "alarm", "insufficient_data", "unknown")

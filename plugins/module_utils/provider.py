@@ -269,7 +269,7 @@ class Provider:
     def validate_alarm(cls, alarm):
         """Provider-specific checks of a portable alarm (monitoring.validate_alarm) that need no API call;
         raise spec.SpecError. Called with the name/kind/tags only when state is absent."""
-        why = cls.info.cannot.get("alarms")
+        why = cls.info.cannot.get("alarms") if cls.info else None
         if why:
             raise SpecError(f"alarm {alarm['name']}: {why}" if alarm.get("name") else why)
 

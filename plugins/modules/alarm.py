@@ -30,7 +30,6 @@ options:
     description: The cloud of the alarm.
     type: str
     required: true
-    choices: [aws, azure, gcp, digitalocean, proxmox]
   name:
     description: Alarm name, unique per provider and region.
     type: str
@@ -99,6 +98,7 @@ options:
     description: Region (node on Proxmox). Defaults to the provider's connection option C(region).
     type: str
 extends_documentation_fragment:
+  - lxcri.cloud.providers
   - lxcri.cloud.connection
 """
 

@@ -21,7 +21,6 @@ options:
     description: The cloud to look at.
     type: str
     required: true
-    choices: [aws, azure, gcp, digitalocean, proxmox]
   name:
     description: Alarm name; without it, every alarm of the collection in the region.
     type: str
@@ -29,6 +28,7 @@ options:
     description: Region. Defaults to the provider's connection option C(region).
     type: str
 extends_documentation_fragment:
+  - lxcri.cloud.providers
   - lxcri.cloud.read_only
   - lxcri.cloud.connection
 """

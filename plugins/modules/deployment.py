@@ -29,7 +29,6 @@ options:
     description: The cloud to deploy to.
     type: str
     required: true
-    choices: [aws, azure, gcp, digitalocean, proxmox]
   name:
     description:
       - Name of the deployment, 1 to 40 lower-case letters, digits and hyphens, starting with a letter.
@@ -164,6 +163,7 @@ options:
     type: int
     default: 600
 extends_documentation_fragment:
+  - lxcri.cloud.providers
   - lxcri.cloud.connection
 notes:
   - Resizing or changing the image of existing members is not done in place; the result lists such members

@@ -18,8 +18,8 @@ options:
     description: The cloud to look at.
     type: str
     required: true
-    choices: [aws, azure, gcp, digitalocean, proxmox]
 extends_documentation_fragment:
+  - lxcri.cloud.providers
   - lxcri.cloud.read_only
   - lxcri.cloud.read_only.DEPLOYMENTS
   - lxcri.cloud.connection

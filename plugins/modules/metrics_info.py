@@ -22,7 +22,6 @@ options:
     description:
       - The cloud to look at. Required unless O(deployments) is given (each record names its provider).
     type: str
-    choices: [aws, azure, gcp, digitalocean, proxmox]
   deployments:
     description:
       - Normalized records (the C(deployments) of M(lxcri.cloud.deployment) or M(lxcri.cloud.deployment_info)) to
@@ -45,6 +44,7 @@ options:
     type: raw
     default: 5m
 extends_documentation_fragment:
+  - lxcri.cloud.providers
   - lxcri.cloud.read_only
   - lxcri.cloud.read_only.DEPLOYMENTS
   - lxcri.cloud.connection

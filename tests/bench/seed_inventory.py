@@ -332,7 +332,7 @@ def sandbox_requests():
 
 def available(collections):
     """The providers that this version of the collection's provider registry can load."""
-    code = "from ansible_collections.lxcri.cloud.plugins.module_utils.provider import AVAILABLE; print(' '.join(AVAILABLE))"
+    code = "from ansible_collections.lxcri.cloud.plugins.module_utils.registry import NAMES; print(' '.join(NAMES))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": collections}).stdout
     return out.split()

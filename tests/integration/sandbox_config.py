@@ -10,6 +10,12 @@ import shlex
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.collection_path import importable  # noqa: E402
+
+importable()
+from ansible_collections.lxcri.cloud.plugins.module_utils import registry  # noqa: E402
+
 sandbox, providers = sys.argv[1], sys.argv[2:]
 env = {}
 for line in subprocess.run([sandbox, "env"], check=True, capture_output=True, text=True).stdout.splitlines():
@@ -72,7 +78,7 @@ config = {
         "gcp": {"members": 6, "calls": {"monitoring.projects.timeSeries.list": 4}},
         "proxmox": {"members": 6, "calls": {"GET /nodes/{node}/qemu/{vmid}/rrddata": 6}},
     },
-    "lxcri_alarm_providers": ["aws", "azure", "digitalocean", "gcp"],
+    "lxcri_alarm_providers": list(registry.alarm_providers()),
     # What each provider's alarms carry: webhooks, tags, where the state comes from, and how many resources
     # (alarm + notification targets) one alarm with an email and a webhook adds to `scripts/sandbox state`.
     "lxcri_alarm_features": {

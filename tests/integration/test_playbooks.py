@@ -6,10 +6,13 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.collection_path import ROOT, importable
+
+importable()
+from ansible_collections.lxcri.cloud.plugins.module_utils import registry  # noqa: E402
+
 SANDBOX = os.path.join(ROOT, "scripts", "sandbox")
-PROVIDERS = os.environ.get("LXCRI_TEST_PROVIDERS") or open(os.path.join(ROOT, "tests", "providers"), encoding="utf-8").read()
-PROVIDERS = PROVIDERS.split()
+PROVIDERS = os.environ.get("LXCRI_TEST_PROVIDERS", "").split() or list(registry.NAMES)
 SECRET_NAMES = re.compile(r"SECRET|PASSWORD|(?<!_ID)TOKEN$|TOKEN_SECRET")
 
 
@@ -70,7 +73,7 @@ def test_deploy_twice_then_destroy_with_environment_only(env, provider):
     assert [ids for ids in sandbox_state()[provider].values() if ids] == []
 
 
-ALARM_PROVIDERS = ("aws", "azure", "digitalocean", "gcp")  # plugins/module_utils/monitoring.py ALARM_PROVIDERS
+ALARM_PROVIDERS = registry.alarm_providers()
 
 
 def monitor(env, provider, alarm, vars_file, *extra):

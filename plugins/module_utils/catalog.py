@@ -17,14 +17,19 @@ SIZES = {name: info.sizes for name, info in INFO.items()}
 IMAGES = {name: info.images for name, info in INFO.items()}
 
 
+def _rows(provider, table):
+    """A provider's rows of a table ({} for a provider that is not registered, such as a test's own)."""
+    return getattr(INFO[provider], table) if provider in INFO else {}
+
+
 def native_size(provider, size):
     """The provider's own size for a portable or native size (native values pass through)."""
-    return INFO[provider].sizes.get(size, size)
+    return _rows(provider, "sizes").get(size, size)
 
 
 def portable_size(provider, native):
     """The portable name of a native size, or None when it has none."""
-    for portable, mapped in INFO[provider].sizes.items():
+    for portable, mapped in _rows(provider, "sizes").items():
         if mapped == native:
             return portable
     return None
@@ -32,16 +37,16 @@ def portable_size(provider, native):
 
 def native_image(provider, image):
     """What the provider needs to resolve a portable image; a native image id passes through."""
-    return INFO[provider].images.get(image, image)
+    return _rows(provider, "images").get(image, image)
 
 
 def portable_image(provider, native):
     """The portable name of a native image reference, or None."""
-    for portable, mapped in INFO[provider].images.items():
+    for portable, mapped in _rows(provider, "images").items():
         if mapped == native:
             return portable
     return None
 
 
 def hourly_cost(provider, native):
-    return INFO[provider].prices.get(native) if provider in INFO else None
+    return _rows(provider, "prices").get(native)

@@ -1,8 +1,11 @@
 """The table of sandbox providers: one entry each, read by the CLI (start, env, state, reset) and the proxy.
 
 Adding a provider = one emulator file (tests/sandbox/emulators/<p>.py, contract in emulators/__init__.py)
-and one ``own_emulator(...)`` line in PROVIDERS below.
+and one ``own_emulator(...)`` line in PROVIDERS below. SANDBOX_PROVIDERS (names, comma or space separated)
+makes a sandbox of only those, for every command that sees it.
 """
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -38,29 +41,33 @@ class Provider:
     # counting and faults, so it is counted under its operation); ask(method, path) asks the backend with the
     # request's own headers (not counted). For what a backend lacks (fakepve's empty rrddata).
     answer: Optional[Callable] = None
+    region: str = ""  # where the tests deploy on it (a region, zone or node the emulator serves)
 
 
-def own_emulator(name, port, https, env, make_secrets, shape, module=None):
+def own_emulator(name, port, https, env, make_secrets, shape, module=None, region=""):
     """An emulator of ours: started with `python -m`, classified by its operation(), /_sandbox/ for the rest."""
     module = module or f"tests.sandbox.emulators.{name}"
     kind = own.OwnEmulator(name, module, env)
     return Provider(name, port, https, kind.command, own.HEALTH_PATH, kind.classify, shape, kind.state, kind.reset,
                     env, make_secrets, sources=("tests/sandbox/own.py", "tests/sandbox/metrics.py",
-                                                module.replace(".", "/") + "*.py"), force_alarm=kind.force_alarm)
+                                                module.replace(".", "/") + "*.py"), force_alarm=kind.force_alarm,
+                    region=region)
 
 
-PROVIDERS = [
+ALL = [
     Provider("aws", 4566, False, aws.command, aws.HEALTH_PATH, aws.classify, aws.shape, aws.state, aws.reset,
              aws.env, aws.make_secrets, configure=aws.configure, scope=aws.region, sources=aws.SOURCES,
-             force_alarm=aws.force_alarm),
+             force_alarm=aws.force_alarm, region="us-east-1"),
     Provider("proxmox", 8006, True, pve.command, pve.HEALTH_PATH, pve.classify, pve.shape, pve.state, pve.reset,
              pve.env, pve.make_secrets, backend_https=True, ready_url=pve.ready_url, sources=pve.SOURCES,
-             answer=pve.answer),
+             answer=pve.answer, region="pve1"),
     # Our own emulators, one line each (tests/sandbox/emulators/<p>.py):
-    own_emulator("azure", 4567, https=True, **own.AZURE),
-    own_emulator("gcp", 4568, https=False, **own.GCP),
-    own_emulator("digitalocean", 4569, https=True, **own.DIGITALOCEAN),
+    own_emulator("azure", 4567, https=True, region="westeurope", **own.AZURE),
+    own_emulator("gcp", 4568, https=False, region="us-central1-a", **own.GCP),
+    own_emulator("digitalocean", 4569, https=True, region="fra1", **own.DIGITALOCEAN),
 ]
+_WANTED = [name for name in re.split(r"[,\s]+", os.environ.get("SANDBOX_PROVIDERS", "")) if name]
+PROVIDERS = [p for p in ALL if not _WANTED or p.name in _WANTED]
 
 
 def get(name):

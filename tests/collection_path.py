@@ -9,9 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def importable(root=ROOT):
-    # This checkout's tree keeps the name the tests know; another tree (a copy a test made) gets its own.
-    suffix = "" if root == ROOT else "-" + hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:8]
-    tree = os.path.join(tempfile.gettempdir(), f"lxcri-unit-{os.getuid()}{suffix}")
+    # One tree per checkout, so that two checkouts (a copy a test made, a CI clone) never re-point each other's link.
+    digest = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:8]
+    tree = os.path.join(tempfile.gettempdir(), f"lxcri-{os.getuid()}-{digest}")
     link = os.path.join(tree, "ansible_collections", "lxcri", "cloud")
     if not os.path.islink(link):
         os.makedirs(os.path.dirname(link), exist_ok=True)

@@ -4,6 +4,7 @@ Adding a provider = one emulator file (tests/sandbox/emulators/<p>.py, contract 
 and one ``own_emulator(...)`` line in PROVIDERS below. SANDBOX_PROVIDERS (names, comma or space separated)
 makes a sandbox of only those, for every command that sees it.
 """
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -44,9 +45,14 @@ class Provider:
     region: str = ""  # where the tests deploy on it (a region, zone or node the emulator serves)
 
 
-def own_emulator(name, port, https, env, make_secrets, shape, module=None, region=""):
-    """An emulator of ours: started with `python -m`, classified by its operation(), /_sandbox/ for the rest."""
+def own_emulator(name, port, https, env=None, make_secrets=None, shape=None, module=None, region=""):
+    """An emulator of ours: started with `python -m`, classified by its operation(), /_sandbox/ for the rest.
+
+    env, make_secrets and shape default to the emulator module's SANDBOX dict, so that a new emulator brings them."""
     module = module or f"tests.sandbox.emulators.{name}"
+    if env is None:
+        config = importlib.import_module(module).SANDBOX
+        env, make_secrets, shape = config["env"], config["make_secrets"], config["shape"]
     kind = own.OwnEmulator(name, module, env)
     return Provider(name, port, https, kind.command, own.HEALTH_PATH, kind.classify, shape, kind.state, kind.reset,
                     env, make_secrets, sources=("tests/sandbox/own.py", "tests/sandbox/metrics.py",

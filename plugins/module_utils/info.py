@@ -49,6 +49,9 @@ class ProviderInfo:
     cannot: dict = dataclasses.field(default_factory=dict)
     alarm_state: str | None = None
     endpoint_doc: str = "API base URL instead of the provider's own, for example the sandbox."
+    # kind -> deployment options that make a working deployment of it here where the portable defaults do not
+    # (a Proxmox container's image is an OS template, not a registry image): docs and the contract test use them.
+    examples: dict = dataclasses.field(default_factory=dict)
 
     def native_size_pattern(self):
         return re.compile(self.native_size[0])

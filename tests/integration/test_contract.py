@@ -57,9 +57,15 @@ def live(provider):
     return {kind: sorted(ids) for kind, ids in state.items() if ids}
 
 
+def merged(base, extra):
+    return {key: merged(base.get(key) or {}, value) if isinstance(value, dict) else value
+            for key, value in {**base, **extra}.items()} if extra else dict(base)
+
+
 def params(provider, kind, name, tmp_path, **changes):
-    """The module's parameters as AnsibleModule completes them (defaults, environment fallbacks)."""
-    options = json.loads(json.dumps(KIND_OPTIONS[kind]))
+    """The module's parameters as AnsibleModule completes them (defaults, environment fallbacks); the package's
+    own example of the kind where the portable one does not fit it."""
+    options = merged(json.loads(json.dumps(KIND_OPTIONS[kind])), registry.INFO[provider].examples.get(kind, {}))
     if kind == "function":
         (tmp_path / "app.py").write_text("def handler(event, context):\n    return {'statusCode': 200}\n")
         options["function"]["code"] = str(tmp_path)

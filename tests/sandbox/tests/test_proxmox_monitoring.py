@@ -208,7 +208,7 @@ def _collection():
     """lxcri.cloud from this checkout: tests/unit/conftest.py makes it importable."""
     import tests.unit.conftest  # noqa: F401
     from ansible_collections.lxcri.cloud.plugins.module_utils import monitoring, spec
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.proxmox import ProxmoxProvider
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.proxmox.provider import ProxmoxProvider
     return monitoring, spec, ProxmoxProvider
 
 
@@ -321,14 +321,14 @@ def test_every_alarm_is_refused_before_any_call():
                                             (3 * 365 * 86400, "year")])
 def test_the_smallest_timeframe_that_reaches_back_to_the_start(seconds, frame):
     _collection()
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers import proxmox_monitoring
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.proxmox import monitoring as proxmox_monitoring
 
     assert proxmox_monitoring.timeframe(1_000_000_000 - seconds, 1_000_000_000) == frame
 
 
 def test_rates_become_bytes_per_period_whatever_the_sample_step():
     _collection()
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers import proxmox_monitoring
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.proxmox import monitoring as proxmox_monitoring
 
     minutes = [{"time": t, "netin": 100.0, "cpu": 0.25, "mem": 1.0, "maxmem": 4.0} for t in range(0, 600, 60)]
     fine = proxmox_monitoring.series(minutes + [{"time": 600}], ["network_in", "cpu", "memory"], 0, 600, 300)

@@ -44,6 +44,7 @@ INFO = ProviderInfo(
                   "on its results",
     },
     endpoint_doc="API base URL, for example V(https://pve.example.com:8006).",
+    examples={"container": {"container": {"image": "debian-12", "cpu": 1, "memory": 512}}},
 )
 
 

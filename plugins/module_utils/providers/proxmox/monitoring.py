@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Proxmox VE monitoring: guest metrics from rrddata; Proxmox VE has no native metric alerting.
 
+ProxmoxProvider keeps it as its monitoring; every call goes through the provider.
+
 Metrics: one GET /nodes/{node}/{qemu|lxc}/{vmid}/rrddata per guest (VMs and LXC containers alike; one
 answer carries every metric), in parallel through Provider.each. The timeframe is the smallest whose
 samples reach back to the window's start; the consolidation is AVERAGE. Native fields and units, as PVE
@@ -15,6 +17,8 @@ keeps them in its guest RRDs:
 
 A sample covering more than one period counts its rate over one period only (its period gets a point, the
 others none). A stopped guest has samples with no values: no points.
+
+Alarms: none (INFO.cannot["alarms"]): Provider.validate_alarm refuses every one before any call.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import monitoring
-from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError
 
 # (timeframe, seconds per sample, samples) of PVE's guest RRD archives (PVE 8; rrddata returns the last 70).
 TIMEFRAMES = (("hour", 60, 70), ("day", 1800, 70), ("week", 10800, 70), ("month", 43200, 70), ("year", 604800, 70))
@@ -39,18 +43,6 @@ NO_REQUESTS = (
     "Proxmox VE does not count a guest's requests (rrddata has cpu, memory, network and disk I/O only): count "
     "them in the application or in a load balancer in front of it"
 )
-NO_ALERTING = (
-    "Proxmox VE has no native metric alerting, so there are no alarms to make or list there: send the metrics to "
-    "an external metric server (Datacenter > Metric Server: InfluxDB or Graphite) and alert there, or run "
-    "lxcri.cloud.metrics_info on a schedule (a cron job or an AWX/AAP schedule) and act on its results"
-)
-
-
-def validate_alarm(alarm):
-    name = alarm.get("name")
-    raise SpecError(f"alarm {name}: {NO_ALERTING}" if name else NO_ALERTING)
-
-
 def timeframe(start, now):
     """The smallest rrddata timeframe whose samples reach back to `start` (the longest when none does)."""
     for name, step, rows in TIMEFRAMES:
@@ -81,19 +73,38 @@ def series(samples, names, start, end, period):
     return out
 
 
-def metrics(each, rrddata, records, names, start, end, period):
-    """[{metric: answer}] aligned with `records`: one rrddata(rec, **query) call per guest, in parallel through
-    `each`; rrddata returns (samples, None), or (None, why) when PVE has no samples of that guest."""
-    frame = timeframe(start, time.time())
+class Monitoring:
+    def __init__(self, provider):
+        self.p = provider
 
-    def one(rec):
-        if rec.get("kind") not in ("vm", "container"):
-            return {metric: monitoring.missing(f"Proxmox VE keeps no metrics of a {rec.get('kind')}") for metric in names}
-        if not set(names) & set(NATIVE):
-            return series([], names, start, end, period)  # nothing rrddata has: no call
-        samples, why = rrddata(rec, timeframe=frame, cf="AVERAGE")
-        if samples is None:
-            return {metric: monitoring.missing(why if metric in NATIVE else NO_REQUESTS) for metric in names}
-        return series(samples, names, start, end, period)
+    def metrics(self, records, names, start, end, period):
+        """[{metric: answer}] aligned with `records`: one rrddata call per guest, in parallel."""
+        frame = timeframe(start, time.time())
 
-    return each(one, records)
+        def one(rec):
+            if rec.get("kind") not in self.p.BACKENDS:
+                return {metric: monitoring.missing(f"Proxmox VE keeps no metrics of a {rec.get('kind')}") for metric in names}
+            if not set(names) & set(NATIVE):
+                return series([], names, start, end, period)  # nothing rrddata has: no call
+            samples, why = self.rrddata(rec, timeframe=frame, cf="AVERAGE")
+            if samples is None:
+                return {metric: monitoring.missing(why if metric in NATIVE else NO_REQUESTS) for metric in names}
+            return series(samples, names, start, end, period)
+
+        return self.p.each(one, records)
+
+    def rrddata(self, rec, **query):
+        """(samples, None) of a guest's rrddata, or (None, why) when PVE has none for it: the guest is gone (its
+        config does not exist) or has no RRD file yet."""
+        try:
+            return self.p.call(self.p.backend(rec["kind"]).path(rec).rrddata.get, **query), None
+        except Exception as exc:
+            if not self.p.gone(exc):
+                raise
+            return None, f"no rrddata for {rec.get('name') or 'guest'} ({rec.get('id')}) on node {rec.get('region')}: {exc}"
+
+    # Proxmox VE has no alarms: validate_alarm refuses every one first, so these are never reached from a module.
+    def refuse(self, *_args):
+        raise ProviderError(self.p.info.cannot["alarms"])
+
+    find_alarm = list_alarms = put_alarm = delete_alarm = refuse

@@ -242,7 +242,7 @@ def _collection():
     if tree not in sys.path:
         sys.path.insert(0, tree)
     from ansible_collections.lxcri.cloud.plugins.module_utils import converge, spec
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import DigitalOceanProvider
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean.provider import DigitalOceanProvider
     return converge, spec, DigitalOceanProvider
 
 
@@ -351,14 +351,14 @@ def test_the_check_sees_a_broken_app(session):
 ])
 def test_the_collection_maps_images_onto_app_platform_sources(ref, image, back):
     _converge, _spec, _cls = _collection()
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers import digitalocean_apps as mapping
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import apps as mapping
     assert mapping.parse_image(ref) == image and mapping.image_ref(image) == back
 
 
 @pytest.mark.parametrize("ref", ["quay.io/x/y:1", "ghcr.io/api:1", "NGINX:1", "nginx:1@sha256:" + "a" * 64])
 def test_the_collection_refuses_images_app_platform_cannot_pull(ref):
     _converge, spec, _cls = _collection()
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers import digitalocean_apps as mapping
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import apps as mapping
     with pytest.raises(spec.SpecError, match="container.image"):
         mapping.parse_image(ref)
 
@@ -370,7 +370,7 @@ def test_the_collection_refuses_images_app_platform_cannot_pull(ref):
 ])
 def test_the_collection_picks_the_smallest_instance_size_that_fits(cpu, memory, count, slug):
     _collection()
-    from ansible_collections.lxcri.cloud.plugins.module_utils.providers import digitalocean_apps as mapping
+    from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import apps as mapping
     assert mapping.instance_size(cpu, memory, count) == slug
     if slug:  # the emulator (App Platform's own size list) agrees that it fits
         size = digitalocean_apps.INSTANCE_SIZES[slug]

@@ -2,7 +2,10 @@
 import pytest
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers import digitalocean as do
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import INFO
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean import droplets as do
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.digitalocean.provider import DigitalOceanProvider
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError
 from azure_core_response import AzureCoreResponse
@@ -55,44 +58,44 @@ def _spec(**over):
 ])
 def test_tags_that_cannot_be_digitalocean_tags_are_refused_by_name(tags, words):
     with pytest.raises(SpecError) as error:
-        do.DigitalOceanProvider.validate(_spec(tags=tags))
+        DigitalOceanProvider.validate(_spec(tags=tags))
     for word in words:
         assert word in str(error.value)
 
 
 def test_good_tags_and_user_data_pass_and_huge_user_data_does_not():
-    do.DigitalOceanProvider.validate(_spec(tags={"env": "prod", "team": "web_ops", "url": "x:y"}, cloud_init="#cloud-config\n"))
+    DigitalOceanProvider.validate(_spec(tags={"env": "prod", "team": "web_ops", "url": "x:y"}, cloud_init="#cloud-config\n"))
     with pytest.raises(SpecError, match="user_data"):
-        do.DigitalOceanProvider.validate(_spec(cloud_init="x" * (64 * 1024 + 1)))
+        DigitalOceanProvider.validate(_spec(cloud_init="x" * (64 * 1024 + 1)))
 
 
 @pytest.mark.parametrize("size", ["s-1vcpu-1gb", "s-1vcpu-512mb-10gb", "c-2", "c2-2vcpu-4gb", "g-2vcpu-8gb", "gd-2vcpu-8gb",
                                   "m-2vcpu-16gb", "m3-2vcpu-16gb", "so-2vcpu-16gb", "so1_5-2vcpu-16gb", "s-2vcpu-4gb-amd"])
 def test_native_sizes(size):
-    assert do.DigitalOceanProvider.NATIVE_SIZE.match(size)
+    assert INFO.native_size_pattern().match(size)
 
 
 @pytest.mark.parametrize("size", ["t3.micro", "Standard_B1ms", "2c4096m", "small-"])
 def test_other_clouds_sizes_are_not_native(size):
-    assert not do.DigitalOceanProvider.NATIVE_SIZE.match(size)
+    assert not INFO.native_size_pattern().match(size)
 
 
 @pytest.mark.parametrize("image, native", [("ubuntu-24-04-x64", True), ("160232537", True), ("docker-20-04", True),
                                            ("my-app-image", True), ("Ubuntu 24", False), ("ubuntu-24.04-x64", False)])
 def test_native_images(image, native):
-    assert bool(do.DigitalOceanProvider.NATIVE_IMAGE.match(image)) is native
+    assert bool(INFO.native_image_pattern().match(image)) is native
 
 
 @pytest.fixture
 def provider():
-    return do.DigitalOceanProvider({"token": "dop_v1_test", "endpoint": "https://127.0.0.1:9"})
+    return DigitalOceanProvider({"token": "dop_v1_test", "endpoint": "https://127.0.0.1:9"})
 
 
 def test_missing_token_and_plain_http_are_refused():
-    with pytest.raises(do.ProviderError, match="no DigitalOcean credentials: set digitalocean.token"):
-        do.DigitalOceanProvider({})
-    with pytest.raises(do.ProviderError, match="must be an https URL"):
-        do.DigitalOceanProvider({"token": "x", "endpoint": "http://127.0.0.1:4569"})
+    with pytest.raises(ProviderError, match="no DigitalOcean credentials: set digitalocean.token"):
+        DigitalOceanProvider({})
+    with pytest.raises(ProviderError, match="must be an https URL"):
+        DigitalOceanProvider({"token": "x", "endpoint": "http://127.0.0.1:4569"})
 
 
 def test_the_sdk_makes_one_attempt_per_call(provider):
@@ -109,7 +112,7 @@ DROPLET = {
 
 
 def test_a_droplet_becomes_a_complete_record(provider):
-    rec = provider._record(DROPLET)
+    rec = provider.backend("vm")._record(DROPLET)
     assert rec == {
         "provider": "digitalocean", "kind": "vm", "name": "web-1", "deployment": "web", "id": "500000001",
         "state": "running", "region": "fra1", "zone": None, "size": "small", "native_size": "s-1vcpu-2gb",
@@ -121,17 +124,17 @@ def test_a_droplet_becomes_a_complete_record(provider):
 def test_states_image_fallback_and_price_of_sizes_outside_the_catalog(provider):
     droplet = dict(DROPLET, status="new", tags=[], size_slug="c-2", size={"slug": "c-2", "price_hourly": 0.0625},
                    networks={"v4": []})
-    rec = provider._record(droplet)
+    rec = provider.backend("vm")._record(droplet)
     assert (rec["state"], rec["image"], rec["size"], rec["hourly_cost"], rec["public_ip"]) == ("pending", "ubuntu-24-04-x64", None, 0.0625, None)
-    assert provider._record(dict(DROPLET, status="off"))["state"] == "stopped"
-    archived = provider._record(dict(DROPLET, status="archive"))
+    assert provider.backend("vm")._record(dict(DROPLET, status="off"))["state"] == "stopped"
+    archived = provider.backend("vm")._record(dict(DROPLET, status="archive"))
     assert archived["state"] == "terminated" and archived["hourly_cost"] is None
 
 
 def test_a_second_droplet_with_a_member_name_is_not_a_member(provider):
     twin = dict(DROPLET, id=500000009)
     gone = dict(DROPLET, id=500000005, name="web-2", status="archive")
-    records = provider._records([twin, gone, DROPLET])
+    records = provider.backend("vm")._records([twin, gone, DROPLET])
     assert [rec["name"] for rec in records] == ["web-1", "web-1#500000009"]
 
 

@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """DigitalOcean monitoring: droplet and App Platform metrics, and alarms as alert policies.
 
-Part of the digitalocean provider: DigitalOceanProvider (digitalocean.py) delegates to the functions here,
-which make every call through the provider's retry policy (provider.call) and bounded pool (provider.each).
+Part of the digitalocean provider: DigitalOceanProvider (provider.py) keeps a Monitoring as its monitoring; the
+functions here make every call through the provider's retry policy (provider.call, provider.answer), listings
+(provider.pages) and bounded pool (provider.each).
 
 Metrics: one call per (resource, native metric), all in parallel; every answer is resampled to the period.
 
@@ -42,9 +43,8 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.monitoring import (
     series,
 )
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError
-from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SERVICE_KINDS, SpecError
+from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError
 
-PAGE_SIZE = 200
 MBPS = 1e6 / 8  # bytes per second in one megabit per second
 MBYTES = 1e6  # bytes per second in one megabyte per second (alert policies' disk I/O unit)
 
@@ -143,8 +143,11 @@ APP_METRICS = {
 }
 
 
+TABLES = {"vm": DROPLET_METRICS, "container": APP_METRICS}
+
+
 def _table(rec):
-    return APP_METRICS if rec.get("kind") in SERVICE_KINDS else DROPLET_METRICS
+    return TABLES[rec.get("kind") or "vm"]
 
 
 def _fetch(provider, rec, native, start, end):
@@ -256,15 +259,8 @@ def policy_body(alarm, region, targets):
 # -- alarms: reading back ----------------------------------------------------------------------------
 
 def _policies(provider):
-    """Every alert policy of the account, following the pages."""
-    policies, page, more = [], 1, True
-    while more:
-        answer = provider.call(provider.client.monitoring.list_alert_policy, per_page=PAGE_SIZE, page=page)
-        chunk = provider._body(answer, "policies", "listing alert policies")
-        policies += chunk
-        more = bool(chunk) and bool(((answer.get("links") or {}).get("pages") or {}).get("next"))
-        page += 1
-    return policies
+    """Every alert policy of the account."""
+    return provider.pages(provider.client.monitoring.list_alert_policy, "policies", "listing alert policies")
 
 
 def _ours(provider, region, name=None):
@@ -338,13 +334,13 @@ def put_alarm(provider, alarm, region, targets, current):
     body = policy_body(alarm, region, targets)
     api = provider.client.monitoring
     if current is None:
-        answer = provider.call(api.create_alert_policy, body=body)
-        what = f"creating alert policy {alarm['name']}"
+        policy = provider.answer(api.create_alert_policy, body=body, key="policy",
+                                 what=f"creating alert policy {alarm['name']}")
     else:
-        answer = provider.call(api.update_alert_policy, current["id"], body=body)
-        what = f"updating alert policy {alarm['name']} ({current['id']})"
+        policy = provider.answer(api.update_alert_policy, current["id"], body=body, key="policy",
+                                 what=f"updating alert policy {alarm['name']} ({current['id']})")
         _delete(provider, current["native"].get("duplicates") or [])
-    return _record(provider, provider._body(answer, "policy", what))
+    return _record(provider, policy)
 
 
 def delete_alarm(provider, current):
@@ -353,8 +349,9 @@ def delete_alarm(provider, current):
 
 
 def _delete(provider, uuids):
-    # delete_alert_policy answers 404 as a body: a policy that is gone already is fine.
-    provider.each(lambda uuid: provider.call(provider.client.monitoring.delete_alert_policy, uuid), uuids)
+    # A policy that is gone already is fine.
+    delete = provider.checked(provider.client.monitoring.delete_alert_policy)
+    provider.each(lambda uuid: provider.unless_gone(delete, uuid), uuids)
 
 
 class Monitoring:

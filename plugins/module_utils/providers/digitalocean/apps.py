@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """DigitalOcean App Platform: a `kind: container` deployment is one app with one service component.
 
-Part of the digitalocean provider (DigitalOceanProvider in digitalocean.py mixes AppPlatform in); it holds
-no client of its own and makes every call through the provider's retry policy.
+The container backend of the digitalocean provider (provider.py): it holds no client of its own and makes
+every call through the provider's retry policy. A record's native is the app it was read from.
 
 How the portable container maps onto the app spec:
 
@@ -41,9 +41,8 @@ import json
 import re
 import shlex
 
-from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError, iso_utc, record
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import Backend, ProviderError, iso_utc, native_of, record, retagged
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError, secret_fingerprint
-from ansible_collections.lxcri.cloud.plugins.module_utils.wait import wait_for
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 ENV_KEY = re.compile(r"^[_A-Za-z][_A-Za-z0-9]*$")
@@ -57,7 +56,6 @@ META_SECRET = "LXCRI_SECRET"
 META_TAGS = "LXCRI_TAGS"
 RUNNING_PHASES = ("UNKNOWN", "PENDING_BUILD", "BUILDING", "PENDING_DEPLOY", "DEPLOYING")
 DONE_PHASES = ("ACTIVE", "SUPERSEDED")
-PAGE_SIZE = 200
 
 # App Platform regions and the datacenters (droplet regions) in each.
 APP_REGIONS = {
@@ -260,39 +258,36 @@ def _float(text):
         return None
 
 
-class AppPlatform:
-    """The container operations of DigitalOceanProvider (mixed into it: uses self.client, self.call, self._body)."""
+class Apps(Backend):
+    """Container deployments as App Platform apps (one service component each)."""
 
-    DEPLOY_TIMEOUT = 1800  # deployments that no spec bounds (stop, start, restart, tags)
+    kind = "container"
+    members = False
+
+    @classmethod
+    def validate(cls, spec):
+        validate_container(spec)
+
+    @property
+    def api(self):
+        return self.p.client.apps
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _apps(self):
-        """Every app of the account, following the pages."""
-        apps, page = [], 1
-        while True:
-            answer = self.call(self.client.apps.list, per_page=PAGE_SIZE, page=page)
-            if not isinstance(answer, dict) or ("id" in answer and "apps" not in answer):
-                self._body(answer, "apps", "listing apps")  # an error body: raises
-            chunk = answer.get("apps") or []  # an account without apps may get no "apps" at all
-            apps += chunk
-            if not chunk or not (answer.get("links") or {}).get("pages", {}).get("next"):
-                break
-            page += 1
-        for app in apps:
-            self._app_cache[app["id"]] = app
-        return apps
+        """Every app of the account (an account without apps may get no "apps" at all)."""
+        return self.p.pages(self.api.list, "apps", "listing apps", optional=True)
 
-    def _get_app(self, app_id):
+    def _get(self, app_id):
         """The app, or None when it is gone."""
-        answer = self.call(self.client.apps.get, app_id)
-        if isinstance(answer, dict) and "app" in answer:
-            self._app_cache[app_id] = answer["app"]
-            return answer["app"]
-        if isinstance(answer, dict) and answer.get("id") == "not_found":
-            self._app_cache.pop(app_id, None)
-            return None
-        return self._body(answer, "app", f"app {app_id}")
+        return self.p.unless_gone(self.p.checked(self.api.get, "app", f"app {app_id}"), app_id)
+
+    def _app(self, rec):
+        """The app of a record, read again; ProviderError when it is gone."""
+        app = self._get(rec["id"])
+        if app is None:
+            raise ProviderError(f"app {rec['name']} ({rec['id']}) is gone")
+        return app
 
     @staticmethod
     def _live_spec(app):
@@ -314,8 +309,7 @@ class AppPlatform:
             return "stopped" if archived else "running"
         return "error"  # no deployment ever became active (the first one failed or was canceled)
 
-    def _app_record(self, app):
-        self._app_cache[app["id"]] = app
+    def _record(self, app):
         spec = self._live_spec(app)
         service = _service(spec)
         values = meta(spec)
@@ -331,7 +325,7 @@ class AppPlatform:
         price = SIZE_BY_SLUG.get(slug, (None, None, None, None))[3]
         cost = 0.0 if state == "stopped" else (round(price * 3600 * count, 6) if price else None)
         return record(
-            self.name, kind=values.get(META_KIND) or "container", name=spec.get("name") or app["id"],
+            self.p.name, native=app, kind=values.get(META_KIND) or "container", name=spec.get("name") or app["id"],
             deployment=values.get(META_DEPLOYMENT), id=app["id"], state=state,
             region=(app.get("region") or {}).get("slug") or spec.get("region"), zone=None, size=None, native_size=slug,
             image=written if same else image_ref(live_image), url=app.get("live_url") or None,
@@ -349,21 +343,18 @@ class AppPlatform:
                     and (kind is None or values.get(META_KIND) == kind)
                     and (region is None or where == app_region(region)))
 
-    def find_service(self, name, region, kind):
-        return [self._app_record(app) for app in self._apps() if self._ours(app, name, kind, region)]
+    def find(self, name, region):
+        return [self._record(app) for app in self._apps() if self._ours(app, name, self.kind, region)]
 
-    def _list_apps(self, region, tags):
-        records = [self._app_record(app) for app in self._apps() if self._ours(app, region=region)]
-        return [rec for rec in records if all(rec["tags"].get(k) == str(v) for k, v in (tags or {}).items())]
+    def list(self, region, tags):
+        return [self._record(app) for app in self._apps() if self._ours(app, region=region)]
 
-    def _refresh_apps(self, records):
-        fresh = [self._get_app(rec["id"]) for rec in records]
-        return [self._app_record(app) for app in fresh if app]
+    def refresh(self, records):
+        fresh = [self._get(rec["id"]) for rec in records]
+        return [self._record(app) for app in fresh if app]
 
-    def service_config(self, rec):
-        app = self._app_cache.get(rec["id"]) or self._get_app(rec["id"])
-        if app is None:
-            raise ProviderError(f"app {rec['name']} ({rec['id']}) is gone")
+    def config(self, rec):
+        app = native_of(rec) or self._app(rec)
         spec = self._live_spec(app)
         service = _service(spec)
         values = meta(spec)
@@ -440,22 +431,20 @@ class AppPlatform:
 
     # -- deployments -----------------------------------------------------------------------------
 
-    def _wait_deployment(self, app, what, timeout):
+    def _wait_deployment(self, app, what):
         """Wait for the deployment an app create/update/restart started; raise when it does not become ACTIVE."""
         pending = app.get("pending_deployment") or app.get("in_progress_deployment") or {}
         app_id = app["id"]
         if pending.get("id"):
             def fetch():
-                answer = self.call(self.client.apps.get_deployment, app_id, pending["id"])
-                return self._body(answer, "deployment", f"deployment {pending['id']} of app {app_id}")
+                return self.p.answer(self.api.get_deployment, app_id, pending["id"], key="deployment",
+                                     what=f"deployment {pending['id']} of app {app_id}")
         else:
             def fetch():  # no deployment named: wait until the app has none in progress
-                fresh = self._get_app(app_id) or {}
+                fresh = self._get(app_id) or {}
                 return fresh.get("in_progress_deployment") or fresh.get("active_deployment") or {"phase": "ERROR"}
-        deployment = wait_for(
-            fetch, lambda d: d.get("phase") not in RUNNING_PHASES, what, timeout, first=0.1, maximum=self.POLL_MAX,
-            describe=lambda d: f"phase {d.get('phase')}",
-        )
+        deployment = self.p.wait(fetch, lambda d: d.get("phase") not in RUNNING_PHASES, what,
+                                 describe=lambda d: f"phase {d.get('phase')}")
         if deployment.get("phase") not in DONE_PHASES:
             raise ProviderError(f"{what} ended {deployment.get('phase')}{self._deployment_reason(deployment)}")
         return deployment
@@ -476,18 +465,16 @@ class AppPlatform:
         walk((deployment.get("progress") or {}).get("steps"))
         return f" ({'; '.join(dict.fromkeys(reasons))})" if reasons else ""
 
-    def _update_app(self, app_id, app_spec, what, timeout=None, wait=True):
-        answer = self.call(self.client.apps.update, app_id, body={"spec": app_spec})
-        app = self._body(answer, "app", what)
+    def _update_app(self, app_id, app_spec, what, wait=True):
+        app = self.p.answer(self.api.update, app_id, body={"spec": app_spec}, key="app", what=what)
         if wait:
-            self._wait_deployment(app, what, timeout or self.DEPLOY_TIMEOUT)
-            app = self._get_app(app_id) or app
-        self._app_cache[app_id] = app
+            self._wait_deployment(app, what)
+            app = self._get(app_id) or app
         return app
 
     # -- changing --------------------------------------------------------------------------------
 
-    def _create_app(self, spec, region):
+    def create(self, spec, region, names):
         name = spec["name"]
         slug = app_region(region)
         if slug is None:
@@ -501,55 +488,47 @@ class AppPlatform:
                 f"(id {taken['id']}, region {where}{whose}); app names are unique per account"
             )
         app_spec = self._app_spec(spec, slug, dict(spec["tags"]))
-        app = self._body(self.call(self.client.apps.create, body={"spec": app_spec}), "app", f"creating app {name}")
-        self._app_cache[app["id"]] = app
+        app = self.p.answer(self.api.create, body={"spec": app_spec}, key="app", what=f"creating app {name}")
         if spec.get("wait", True):
             try:
-                self._wait_deployment(app, f"the first deployment of app {name}", spec.get("wait_timeout") or 600)
-                app = self._get_app(app["id"]) or app
+                self._wait_deployment(app, f"the first deployment of app {name}")
+                app = self._get(app["id"]) or app
             except Exception as exc:
-                raise ProviderError(self._undo_app(app, name, exc)) from exc
-        return [self._app_record(app)]
+                raise ProviderError(self._undo(app, name, exc)) from exc
+        return [self._record(app)]
 
-    def _undo_app(self, app, name, exc):
+    def _undo(self, app, name, exc):
         what = f"creating app {name} in DigitalOcean failed: {exc}"
         try:
-            self.call(self.client.apps.delete, app["id"])
+            self.delete_one(app)
         except Exception as cleanup:
             return f"{what}; deleting the app this run created ({app['id']}) failed too, delete it: {cleanup}"
-        self._app_cache.pop(app["id"], None)
         return f"{what}; the app this run had created was deleted again ({app['id']})"
 
-    def update_service(self, rec, spec, changes):
-        app = self._get_app(rec["id"])
+    def update(self, rec, spec, changes):
+        app = self._get(rec["id"])
         if app is None:
             raise ProviderError(f"app {rec['name']} ({rec['id']}) disappeared while it was being updated")
         current = app.get("spec") or {}
-        old_tags = _tags(meta(current))
-        tags = dict(spec["tags"]) if spec["purge_tags"] else {**old_tags, **spec["tags"]}
+        tags = retagged(_tags(meta(current)), spec["tags"], spec["purge_tags"])
         slug = (app.get("region") or {}).get("slug") or current.get("region")
         app_spec = self._app_spec(spec, slug, tags, current=current)
         try:
             app = self._update_app(
                 rec["id"], app_spec, f"the new deployment of app {rec['name']} ({', '.join(changes) or 'tags'})",
-                timeout=spec.get("wait_timeout") or 600, wait=spec.get("wait", True),
+                wait=spec.get("wait", True),
             )
         except ProviderError as exc:
             if not str(exc).startswith("the new deployment"):
                 raise
             raise ProviderError(f"{exc}; the previous deployment keeps serving, and the next run tries again") from exc
-        return self._app_record(app), False
+        return self._record(app), False
 
-    def _delete_apps(self, records):
-        # apps.delete answers 404 as a body: an app that is gone already is fine.
-        self.each(lambda rec: self.call(self.client.apps.delete, rec["id"]), records)
-        for rec in records:
-            self._app_cache.pop(rec["id"], None)
+    def delete_one(self, rec):
+        self.p.unless_gone(self.p.checked(self.api.delete), rec["id"])
 
     def _set_archive(self, rec, archive):
-        app = self._get_app(rec["id"])
-        if app is None:
-            raise ProviderError(f"app {rec['name']} ({rec['id']}) is gone")
+        app = self._app(rec)
         current = copy.deepcopy(app.get("spec") or {})
         maintenance = dict(current.get("maintenance") or {})
         if bool(maintenance.get("archive")) == archive and self._app_state(app) in ("running", "stopped"):
@@ -565,38 +544,27 @@ class AppPlatform:
         verb = "archiving" if archive else "restoring"
         self._update_app(rec["id"], current, f"{verb} app {rec['name']}")
 
-    def _stop_apps(self, records):
-        self.each(lambda rec: self._set_archive(rec, True), records)
+    def stop_one(self, rec):
+        self._set_archive(rec, True)
 
-    def _start_apps(self, records):
-        self.each(lambda rec: self._set_archive(rec, False), records)
+    def start_one(self, rec):
+        self._set_archive(rec, False)
 
-    def _restart_apps(self, records):
-        def restart(rec):
-            app = self._get_app(rec["id"])
-            if app is None:
-                raise ProviderError(f"app {rec['name']} ({rec['id']}) is gone")
-            if ((app.get("spec") or {}).get("maintenance") or {}).get("archive"):
-                return self._set_archive(rec, False)  # an archived app restarts by being restored
-            answer = self.call(self.client.apps.restart, rec["id"], body={})
-            deployment = self._body(answer, "deployment", f"restarting app {rec['name']}")
-            self._wait_deployment({"id": rec["id"], "pending_deployment": deployment},
-                                  f"the restart of app {rec['name']}", self.DEPLOY_TIMEOUT)
-            return None
+    def restart_one(self, rec):
+        app = self._app(rec)
+        if ((app.get("spec") or {}).get("maintenance") or {}).get("archive"):
+            self._set_archive(rec, False)  # an archived app restarts by being restored
+            return
+        deployment = self.p.answer(self.api.restart, rec["id"], body={}, key="deployment",
+                                   what=f"restarting app {rec['name']}")
+        self._wait_deployment({"id": rec["id"], "pending_deployment": deployment}, f"the restart of app {rec['name']}")
 
-        self.each(restart, records)
-
-    def _tag_apps(self, records, tags, purge):
-        def tag(rec):
-            app = self._get_app(rec["id"])
-            if app is None:
-                raise ProviderError(f"app {rec['name']} ({rec['id']}) is gone")
-            current = app.get("spec") or {}
-            old = _tags(meta(current))
-            wanted = dict(tags) if purge else {**old, **tags}
-            if wanted == old:
-                return
-            value = json.dumps(wanted, sort_keys=True, separators=(",", ":"))
-            self._update_app(rec["id"], self._with_meta(current, META_TAGS, value), f"tagging app {rec['name']}")
-
-        self.each(tag, records)
+    def tag_one(self, rec, tags, purge):
+        app = self._app(rec)
+        current = app.get("spec") or {}
+        old = _tags(meta(current))
+        wanted = retagged(old, tags, purge)
+        if wanted == old:
+            return
+        value = json.dumps(wanted, sort_keys=True, separators=(",", ":"))
+        self._update_app(rec["id"], self._with_meta(current, META_TAGS, value), f"tagging app {rec['name']}")

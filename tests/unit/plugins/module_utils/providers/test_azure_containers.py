@@ -4,8 +4,8 @@ import json
 import pytest
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import spec as S
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers import azure as az
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers import azure_containers as aci
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure import containers as aci
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure import provider as az
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import RetryPolicy
 
 pytest.importorskip("azure.mgmt.compute")
@@ -93,7 +93,7 @@ def test_good_container_specs_pass():
 
 
 def test_the_group_body(provider):
-    body = provider._cg_body(_spec(command=["nginx", "-g", "daemon off;"], memory=1000), "westeurope", "lxcri-web",
+    body = provider.backend("container").body(_spec(command=["nginx", "-g", "daemon off;"], memory=1000), "westeurope", "lxcri-web",
                              {"env": "test"}, "2026-01-02T03:04:05Z")
     props = body["properties"]
     assert props["osType"] == "Linux" and props["restartPolicy"] == "Always" and body["location"] == "westeurope"
@@ -111,7 +111,7 @@ def test_the_group_body(provider):
                             "lxcri-memory": "1000", "lxcri-created": "2026-01-02T03:04:05Z",
                             "lxcri-secret": S.secret_fingerprint({"API_KEY": SECRET})}
     assert SECRET not in json.dumps(body["tags"])
-    without = provider._cg_body(_spec(secret_env={}), "westeurope", "g", {}, "t")
+    without = provider.backend("container").body(_spec(secret_env={}), "westeurope", "g", {}, "t")
     assert "lxcri-secret" not in without["tags"] and "command" not in without["properties"]["containers"][0]["properties"]
 
 
@@ -132,37 +132,36 @@ def _as_returned(body, state="Running", ip="20.1.2.3"):
 
 def test_record_and_config_read_back_what_the_spec_asked(provider):
     spec = _spec(memory=1000, command=["a", "b"])
-    doc = _as_returned(provider._cg_body(spec, "westeurope", "lxcri-web", {"env": "test"}, "2026-01-02T03:04:05Z"))
-    rec = provider._cg_record(doc)
+    doc = _as_returned(provider.backend("container").body(spec, "westeurope", "lxcri-web", {"env": "test"}, "2026-01-02T03:04:05Z"))
+    rec = provider.backend("container").record(doc)
     assert rec["kind"] == "container" and rec["name"] == rec["deployment"] == "web" and rec["state"] == "running"
     assert rec["image"] == "nginx:1.27" and rec["tags"] == {"env": "test"} and rec["public_ip"] == "20.1.2.3"
     assert rec["url"] == f"http://{doc['properties']['ipAddress']['fqdn']}" and rec["region"] == "westeurope"
     assert rec["native_size"] == "0.25 vCPU / 1000 MiB" and rec["created_at"] == "2026-01-02T03:04:05Z"
     assert rec["size"] is None and rec["zone"] is None and rec["hourly_cost"] is None
     assert provider.service_config(rec) == S.service_config(dict(spec, container=dict(spec["container"])))
-    stopped = provider._cg_record(_as_returned(provider._cg_body(spec, "westeurope", "g", {}, "t"), "Stopped", None))
+    stopped = provider.backend("container").record(_as_returned(provider.backend("container").body(spec, "westeurope", "g", {}, "t"), "Stopped", None))
     assert stopped["state"] == "stopped" and stopped["hourly_cost"] == 0.0 and stopped["public_ip"] is None
     assert SECRET not in json.dumps([rec, stopped, provider.service_config(rec)])
 
 
 def test_config_without_the_memory_tag_reads_memory_in_gb(provider):
-    doc = _as_returned(provider._cg_body(_spec(), "westeurope", "g", {}, "t"))
+    doc = _as_returned(provider.backend("container").body(_spec(), "westeurope", "g", {}, "t"))
     doc["tags"].pop("lxcri-memory")
     doc["properties"]["containers"][0]["properties"]["resources"]["requests"]["memoryInGB"] = 1.5
-    rec = provider._cg_record(doc)
+    rec = provider.backend("container").record(doc)
     assert provider.service_config(rec)["memory"] == 1536 and rec["native_size"] == "0.25 vCPU / 1536 MiB"
 
 
 def test_secret_env_is_the_fingerprint_only_while_secure_variables_exist(provider):
-    doc = _as_returned(provider._cg_body(_spec(), "westeurope", "g", {}, "t"))
-    rec = provider._cg_record(doc)
+    doc = _as_returned(provider.backend("container").body(_spec(), "westeurope", "g", {}, "t"))
+    rec = provider.backend("container").record(doc)
     assert provider.service_config(rec)["secret_env"] == S.secret_fingerprint({"API_KEY": SECRET})
     doc["properties"]["containers"][0]["properties"]["environmentVariables"] = [{"name": "GREETING", "value": "hello"}]
-    provider._cg_docs.clear()
-    assert provider.service_config(provider._cg_record(doc))["secret_env"] == ""
+    assert provider.service_config(provider.backend("container").record(doc))["secret_env"] == ""
 
 
 def test_records_are_split_by_kind(provider):
     vm = {"kind": "vm", "name": "web-1"}
     group = {"kind": "container", "name": "web"}
-    assert provider.split([vm, group]) == ([vm], [group])
+    assert [(backend.kind, recs) for backend, recs in provider.by_kind([vm, group])] == [("vm", [vm]), ("container", [group])]

@@ -2,7 +2,8 @@
 
 import pytest
 
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers import azure as az
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure import INFO, arm, errors, vms
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure import provider as az
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT, RetryPolicy
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError
 from azure_core_response import AzureCoreResponse
@@ -63,12 +64,12 @@ def test_good_specs_pass_and_windows_huge_custom_data_and_other_kinds_do_not():
 @pytest.mark.parametrize("size", ["Standard_B1ms", "Standard_D2s_v5", "Standard_E64-32s_v3", "Standard_NC24ads_A100_v4",
                                   "Basic_A1", "Standard_M416ms_v2", "Standard_DC2as_v5"])
 def test_native_sizes(size):
-    assert az.AzureProvider.NATIVE_SIZE.match(size)
+    assert INFO.native_size_pattern().match(size)
 
 
 @pytest.mark.parametrize("size", ["t3.micro", "s-1vcpu-2gb", "e2-small", "2c4096m", "standard_b1ms", "Standard_"])
 def test_other_clouds_sizes_are_not_native(size):
-    assert not az.AzureProvider.NATIVE_SIZE.match(size)
+    assert not INFO.native_size_pattern().match(size)
 
 
 @pytest.mark.parametrize("image, native", [
@@ -77,22 +78,22 @@ def test_other_clouds_sizes_are_not_native(size):
     ("Canonical:ubuntu:server", False), ("ami-0123456789abcdef0", False), ("a:b:c:1.2.x", False),
 ])
 def test_native_images(image, native):
-    assert bool(az.AzureProvider.NATIVE_IMAGE.match(image)) is native
+    assert bool(INFO.native_image_pattern().match(image)) is native
 
 
 def test_every_portable_image_and_size_is_native_on_azure():
     from ansible_collections.lxcri.cloud.plugins.module_utils import catalog
     for image in catalog.PORTABLE_IMAGES:
         urn = catalog.native_image("azure", image)
-        assert az.AzureProvider.NATIVE_IMAGE.match(urn)
-        assert az.image_urn(az.image_reference(urn)) == urn
+        assert INFO.native_image_pattern().match(urn)
+        assert vms.image_urn(vms.image_reference(urn)) == urn
     for size in catalog.PORTABLE_SIZES:
-        assert az.AzureProvider.NATIVE_SIZE.match(catalog.native_size("azure", size))
+        assert INFO.native_size_pattern().match(catalog.native_size("azure", size))
 
 
 def test_locations_are_read_the_azure_way():
-    assert az.normalize_location("West Europe") == "westeurope"
-    assert az.normalize_location("eastus2") == "eastus2"
+    assert arm.normalize_location("West Europe") == "westeurope"
+    assert arm.normalize_location("eastus2") == "eastus2"
 
 
 # -- records -------------------------------------------------------------------------------------
@@ -118,11 +119,11 @@ IP = {"id": f"{SUB}/Microsoft.Network/publicIPAddresses/web-1-ip", "properties":
 
 
 def _join(*docs):
-    return {az._lower(doc["id"]): doc for doc in docs}
+    return {arm.lower(doc["id"]): doc for doc in docs}
 
 
 def test_a_vm_with_its_nic_and_ip_becomes_a_complete_record(provider):
-    rec = provider._record(VM, _join(NIC), _join(IP))
+    rec = provider.backend("vm").record(VM, _join(NIC), _join(IP))
     assert rec == {
         "provider": "azure", "kind": "vm", "name": "web-1", "deployment": "web",
         "id": "11111111-2222-3333-4444-555555555555", "state": "running", "region": "westeurope", "zone": None,
@@ -131,12 +132,12 @@ def test_a_vm_with_its_nic_and_ip_becomes_a_complete_record(provider):
         "hourly_cost": 0.0207,
     }
     # The ARM id stays known, so actions on the record find the VM's resource group.
-    assert provider._group_of(rec) == "lxcri-web"
+    assert provider.backend("vm").group_of(rec) == "lxcri-web"
 
 
 def test_a_vm_without_tags_or_network_still_reads(provider):
     vm = dict(VM, tags={}, properties=dict(VM["properties"], networkProfile={}, instanceView=None))
-    rec = provider._record(vm, {}, {})
+    rec = provider.backend("vm").record(vm, {}, {})
     assert (rec["image"], rec["public_ip"], rec["private_ip"], rec["deployment"], rec["state"]) == (
         "Canonical:ubuntu-24_04-lts:server:latest", None, None, None, "running")
 
@@ -156,7 +157,7 @@ def test_a_vm_without_tags_or_network_still_reads(provider):
     ([], None, "unknown"),
 ])
 def test_power_states(codes, provisioning, state):
-    assert az.power_state([{"code": code} for code in codes], provisioning) == state
+    assert vms.power_state([{"code": code} for code in codes], provisioning) == state
 
 
 # -- the connection --------------------------------------------------------------------------------
@@ -180,9 +181,9 @@ def test_the_sdks_make_one_attempt_per_call(provider):
 
 
 def test_the_group_is_ours_unless_one_is_given(provider):
-    assert provider._group("web") == "lxcri-web" and provider._own_group()
+    assert provider.group("web") == "lxcri-web" and provider.own_group()
     shared = az.AzureProvider(dict(CONNECTION, resource_group="shared"))
-    assert shared._group("web") == "shared" and not shared._own_group()
+    assert shared.group("web") == "shared" and not shared.own_group()
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def _polled(exc, failed):
     """As it comes out of a poller: marked, and wrapping OperationFailed when the operation ended Failed."""
     if failed:
         exc.__cause__ = polling.OperationFailed("Operation failed or canceled")
-    setattr(exc, az.POLLED, True)
+    setattr(exc, errors.POLLED, True)
     return exc
 
 

@@ -3,8 +3,9 @@
 """Azure Monitor for the azure provider: platform metrics of VMs and container groups, metric alerts with an
 action group for their notifications (azure-mgmt-monitor, one more client made on first use).
 
-AzureProvider (azure.py) delegates metrics(), validate_alarm(), find_alarm(), list_alarms(), put_alarm() and
-delete_alarm() here; every call goes through the provider's retry policy.
+AzureProvider (provider.py) keeps it as its monitoring (metrics(), find_alarm(), list_alarms(), put_alarm(),
+delete_alarm(); validate_alarm() below); every call goes through the provider's retry policy, the
+resources' ARM ids and container groups come from the backends (vms.py, containers.py).
 
 Metrics: one metrics.list per resource with all its metric names (comma separated) and aggregations
 `average,total` (VMs) or `average` (container groups); resources in parallel (provider.each, bounded pool).
@@ -64,7 +65,6 @@ threshold and the next run converts it again. Azure evaluates the aggregation ov
 from __future__ import annotations
 
 import re
-import threading
 
 from ansible_collections.lxcri.cloud.plugins.module_utils.monitoring import (
     ALARM_TAG,
@@ -73,22 +73,18 @@ from ansible_collections.lxcri.cloud.plugins.module_utils.monitoring import (
     resample,
     series,
 )
-from ansible_collections.lxcri.cloud.plugins.module_utils.provider import MissingSDK, ProviderError, iso_utc
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure_containers import _doc_of, split_id
-from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SERVICE_KINDS, TAG_PREFIX, SpecError
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError, iso_utc
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure.arm import TAG_VALUE_MAX, doc, split_id, user_tags
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure.containers import CONTAINER_GROUP
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure.errors import error_text
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure.vms import VM_TYPE
+from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SERVICE_KINDS, SpecError
 
-try:
-    from azure.core.exceptions import ResourceNotFoundError
-except ImportError:
-    ResourceNotFoundError = None
-
-VM_TYPE = "Microsoft.Compute/virtualMachines"
-GROUP_TYPE = "Microsoft.ContainerInstance/containerGroups"
+GROUP_TYPE = CONTAINER_GROUP
 REGION_TAG = "lxcri-region"
 DEPLOYMENTS_TAG = "lxcri-deployments"
 CAPACITY_TAG = "lxcri-capacity"
 ALARM_OWN_TAGS = 4  # lxcri-alarm, lxcri-region, lxcri-deployments, lxcri-capacity
-TAG_VALUE_MAX = 256
 SEVERITY = 2  # Warning
 # seconds -> ISO 8601 duration, for the time grains (metrics) and window sizes (alerts) Azure has
 DURATIONS = {60: "PT1M", 300: "PT5M", 900: "PT15M", 1800: "PT30M", 3600: "PT1H", 21600: "PT6H", 43200: "PT12H",
@@ -199,44 +195,34 @@ def _scale(kind, metric, statistic, period, evaluation_periods, capacity):
     return 1.0 / period, 0.0  # bytes per period -> bytes per second
 
 
-class AzureMonitoring:
-    """Monitoring operations of an AzureProvider (its credential, options, retry policy and helpers)."""
+class Monitoring:
+    """Monitoring operations of an AzureProvider (its clients, retry policy, resource groups, backends)."""
 
     def __init__(self, provider):
         self.p = provider
-        self._client = None
-        self._lock = threading.Lock()
 
     @property
     def monitor(self):
-        """The azure-mgmt-monitor client, made on first use."""
-        with self._lock:
-            if self._client is None:
-                try:
-                    from azure.mgmt.monitor import MonitorManagementClient
-                except ImportError as exc:
-                    raise MissingSDK("monitoring on azure needs azure-mgmt-monitor: pip install -r requirements.txt") from exc
-                self._client = MonitorManagementClient(self.p.credential, self.p.subscription, **self.p._options)
-        return self._client
+        """The azure-mgmt-monitor client."""
+        return self.p.optional_client("azure.mgmt.monitor", "MonitorManagementClient", "monitoring")
 
     # -- resources -------------------------------------------------------------------------------
 
     def _uri(self, rec):
         """The ARM id of a record's resource (a VM record's id is its vmId)."""
-        if _kind(rec.get("kind")) == "container":
-            return rec["id"]
-        return self.p._arm_ids.get(rec["id"]) or self.p._id(self.p._group_of(rec), VM_TYPE, rec["name"])
+        return self.p.backend(_kind(rec.get("kind"))).arm_id(rec)
 
-    def _group_doc(self, arm_id):
-        return self.p._cg_docs.get(arm_id) or self.p._cg_get(*split_id(arm_id))
+    @property
+    def _groups(self):
+        return self.p.backend("container")
 
     @staticmethod
-    def _capacity(metric, doc):
+    def _capacity(metric, group):
         """Requested cores (cpu) or memory bytes (memory) of a container group, None for other metrics."""
-        if metric not in ("cpu", "memory") or not doc:
+        if metric not in ("cpu", "memory") or not group:
             return None
         requests = [((c.get("properties") or {}).get("resources") or {}).get("requests") or {}
-                    for c in (doc.get("properties") or {}).get("containers") or []]
+                    for c in (group.get("properties") or {}).get("containers") or []]
         if metric == "cpu":
             return sum(float(r.get("cpu") or 0) for r in requests) or None
         return sum(float(r.get("memoryInGB") or 0) for r in requests) * 1024 ** 3 or None
@@ -255,14 +241,13 @@ class AzureMonitoring:
             return answers
         uri = self._uri(rec)
         sized = kind == "container" and any(name in ("cpu", "memory") for name in wanted)
-        doc = self._group_doc(uri) if sized else None  # percent of the requested cores / memory
+        group = self._groups.document(rec) if sized else None  # percent of the requested cores / memory
         grain = DURATIONS.get(period, "PT1M")  # other periods: minutes, summed or averaged here
-        try:
-            response = self.p.call(
-                self.monitor.metrics.list, uri, timespan=f"{iso_utc(start)}/{iso_utc(end)}", interval=grain,
-                metricnames=",".join(table[name][0] for name in wanted),
-                aggregation=",".join(sorted({table[name][2] for name in wanted})))
-        except ResourceNotFoundError:
+        response = self.p.unless_gone(
+            self.monitor.metrics.list, uri, timespan=f"{iso_utc(start)}/{iso_utc(end)}", interval=grain,
+            metricnames=",".join(table[name][0] for name in wanted),
+            aggregation=",".join(sorted({table[name][2] for name in wanted})))
+        if response is None:
             gone = f"{rec['name']} no longer exists ({uri})"
             return dict(answers, **{name: missing(gone, table[name][0]) for name in wanted})
         native = {metric.name.value: metric for metric in response.value or []}
@@ -272,7 +257,7 @@ class AzureMonitoring:
             if metric is None:
                 answers[name] = missing(f"Azure Monitor answered no {native_name} for {rec['name']}", native_name)
                 continue
-            convert = self._converter(kind, name, period, doc)
+            convert = self._converter(kind, name, period, group)
             if convert is None:
                 answers[name] = missing(f"container group {rec['name']} reports no requested {name}: no percent "
                                         f"of it to give", native_name)
@@ -285,12 +270,12 @@ class AzureMonitoring:
             answers[name] = series(native_name, unit, [(t, convert(v)) for t, v in points], statistic)
         return {name: answers[name] for name in names}
 
-    def _converter(self, kind, metric, period, doc):
+    def _converter(self, kind, metric, period, group):
         """native value of one period -> portable value; None when the group's size is unknown."""
         if kind == "vm":
             return (lambda v: 100.0 - v) if metric == "memory" else float
         if metric in ("cpu", "memory"):
-            capacity = self._capacity(metric, doc)
+            capacity = self._capacity(metric, group)
             scale = _scale(kind, metric, "average", period, 1, capacity)[0] if capacity else None
             return (lambda v: v / scale) if scale else None
         return lambda v: v * period  # bytes per second -> bytes per period
@@ -298,58 +283,57 @@ class AzureMonitoring:
     # -- alarms: reading -------------------------------------------------------------------------
 
     def _alarm_group(self, region):
-        return self.p._group(f"alarms-{region}")
+        return self.p.group(f"alarms-{region}")
 
     @staticmethod
-    def _ours(doc, name=None, region=None):
-        tags = doc.get("tags") or {}
-        return bool(tags.get(ALARM_TAG) and tags[ALARM_TAG] == doc.get("name") and (name is None or doc["name"] == name)
+    def _ours(alert, name=None, region=None):
+        tags = alert.get("tags") or {}
+        return bool(tags.get(ALARM_TAG) and tags[ALARM_TAG] == alert.get("name") and (name is None or alert["name"] == name)
                     and (region is None or tags.get(REGION_TAG) == region))
 
     def find_alarm(self, name, region):
-        doc = self.p._get(self.monitor.metric_alerts.get, self._alarm_group(region), name)
-        if not doc or not self._ours(doc, name, region):
+        alert = self.p.get(self.monitor.metric_alerts.get, self._alarm_group(region), name)
+        if not alert or not self._ours(alert, name, region):
             return None
-        return self._read(doc)
+        return self._read(alert)
 
     def list_alarms(self, region):
         group = self._alarm_group(region)
         try:
-            docs = self.p._list(lambda: self.monitor.metric_alerts.list_by_resource_group(group))
-        except ResourceNotFoundError:
+            alerts = self.p.listing(lambda: self.monitor.metric_alerts.list_by_resource_group(group))
+        except Exception as exc:
+            if not self.p.gone(exc):
+                raise
             return []  # no alarm group in this region: no alarms
-        return self.p.each(self._read, [doc for doc in docs if self._ours(doc, region=region)])
+        return self.p.each(self._read, [alert for alert in alerts if self._ours(alert, region=region)])
 
-    def _read(self, doc, action_group=None, capacity=None):
-        """The alarm record of a metric alert: its action group and status read alongside."""
-        group = split_id(doc["id"])[0]
-        props = doc.get("properties") or {}
+    def _read(self, alert, action_group=None, capacity=None, known=None):
+        """The alarm record of a metric alert: its action group and status read alongside. known: {ARM id
+        (lower case): record id} of the targets at hand."""
+        group = split_id(alert["id"])[0]
+        props = alert.get("properties") or {}
         actions = [a.get("actionGroupId") for a in props.get("actions") or [] if a.get("actionGroupId")]
         fetch_group = action_group is None and actions
         action_group, status = self.p.each(lambda job: job(), [
-            lambda: (self.p._get(self.monitor.action_groups.get, group, _name(actions[0])) if fetch_group
+            lambda: (self.p.get(self.monitor.action_groups.get, group, _name(actions[0])) if fetch_group
                      else action_group),
-            lambda: self.p._get(self.monitor.metric_alerts_status.list, group, doc["name"]),
+            lambda: self.p.get(self.monitor.metric_alerts_status.list, group, alert["name"]),
         ], workers=2)
-        return self._record(doc, action_group or {}, (status or {}).get("value") or [], capacity)
+        return self._record(alert, action_group or {}, (status or {}).get("value") or [], capacity, known)
 
-    def _targets(self, kind, scopes):
-        """Record ids of the scopes: container group ARM ids as they are, VMs by their vmId (VMs this provider
-        has not seen yet are listed once per resource group; a gone VM stays as its ARM id)."""
+    def _targets(self, kind, scopes, known=None):
+        """Record ids of the scopes: container group ARM ids as they are, VMs by their vmId (VMs not among the
+        targets at hand are listed once per resource group; a gone VM stays as its ARM id)."""
         if kind == "container":
             return list(scopes)
-        known = {str(arm).lower(): vm_id for vm_id, arm in self.p._arm_ids.items()}
+        known = dict(known or {})
         for group in sorted({split_id(s)[0] for s in scopes if s.lower() not in known}):
-            try:
-                vms = self.p._list(lambda group=group: self.p.compute.virtual_machines.list(group))
-            except ResourceNotFoundError:
-                continue
-            known.update({str(vm.get("id")).lower(): (vm.get("properties") or {}).get("vmId") for vm in vms})
+            known.update(self.p.backend("vm").vm_ids(group))
         return [known.get(s.lower()) or s for s in scopes]
 
-    def _record(self, doc, action_group, rows, capacity=None):
-        props = doc.get("properties") or {}
-        tags = doc.get("tags") or {}
+    def _record(self, alert, action_group, rows, capacity=None, known=None):
+        props = alert.get("properties") or {}
+        tags = alert.get("tags") or {}
         criterion = ((props.get("criteria") or {}).get("allOf") or [{}])[0]
         namespace = str(criterion.get("metricNamespace") or "").lower()
         kind = next((k for k, ns in NAMESPACES.items() if ns.lower() == namespace), "vm")
@@ -361,7 +345,7 @@ class AzureMonitoring:
         comparison = next((c for c, o in OPERATORS.items() if o == criterion.get("operator")), None)
         scopes = props.get("scopes") or []
         if kind == "container" and capacity is None and metric in ("cpu", "memory"):
-            capacity = self._capacity(metric, self._group_doc(scopes[0]) if scopes else None)
+            capacity = self._capacity(metric, self._groups.read(scopes[0]) if scopes else None)
             if capacity is None and str(tags.get(CAPACITY_TAG) or "").replace(".", "", 1).isdigit():
                 capacity = float(tags[CAPACITY_TAG])  # the group is gone: what the threshold was made with
         threshold = None
@@ -375,8 +359,8 @@ class AzureMonitoring:
         aprops = action_group.get("properties") or {}
         return alarm_record(
             self.p.name,
-            name=doc.get("name"),
-            id=doc.get("id"),
+            name=alert.get("name"),
+            id=alert.get("id"),
             region=tags.get(REGION_TAG),
             metric=metric,
             comparison=comparison,
@@ -386,16 +370,16 @@ class AzureMonitoring:
             statistic=statistic,
             kind=kind,
             deployments=[d for d in str(tags.get(DEPLOYMENTS_TAG) or "").split(",") if d],
-            targets=self._targets(kind, scopes),
+            targets=self._targets(kind, scopes, known),
             notify={"emails": [r.get("emailAddress") for r in aprops.get("emailReceivers") or []],
                     "webhooks": [r.get("serviceUri") for r in aprops.get("webhookReceivers") or []]},
-            tags={key: value for key, value in tags.items() if not key.startswith(TAG_PREFIX)},
+            tags=user_tags(tags),
             description=props.get("description") or "",
             state=state,
             state_reason=reason,
             state_source="native",
-            native={"alarm": doc.get("id"), "action_group": action_group.get("id"),
-                    "resource_group": split_id(doc["id"])[0]},
+            native={"alarm": alert.get("id"), "action_group": action_group.get("id"),
+                    "resource_group": split_id(alert["id"])[0]},
         )
 
     @staticmethod
@@ -471,12 +455,12 @@ class AzureMonitoring:
     def put_alarm(self, alarm, region, targets, current):
         kind, name = _kind(alarm["kind"]), alarm["name"]
         scopes = [self._uri(rec) for rec in targets]
-        capacity = self._capacity(alarm["metric"], self._group_doc(scopes[0])) if kind == "container" else None
+        capacity = self._capacity(alarm["metric"], self._groups.document(targets[0])) if kind == "container" else None
         if kind == "container" and alarm["metric"] in ("cpu", "memory") and not capacity:
             raise ProviderError(f"container group {targets[0]['name']} reports no requested cpu/memory: cannot "
                                 f"convert the {alarm['metric']} threshold to Azure's unit")
         if current is None:
-            group = self.p._ensure_group(f"alarms-{region}", region)
+            group = self.p.ensure_group(f"alarms-{region}", region)
             self._refuse_taken(group, name, region)
         else:
             group = current["native"]["resource_group"]
@@ -486,24 +470,25 @@ class AzureMonitoring:
         made = []
         try:
             if wants_group:
-                action_group = _doc_of(self.p.call(self.monitor.action_groups.create_or_update, group,
-                                                   f"{name}-notify", self._action_group_body(alarm)))
+                action_group = doc(self.p.call(self.monitor.action_groups.create_or_update, group,
+                                               f"{name}-notify", self._action_group_body(alarm)))
                 if not had_group:
                     made.append(f"action group {name}-notify")
             body = self._alert_body(alarm, region, scopes, action_group and action_group["id"], capacity)
-            doc = _doc_of(self.p.call(self.monitor.metric_alerts.create_or_update, group, name, body))
+            alert = doc(self.p.call(self.monitor.metric_alerts.create_or_update, group, name, body))
         except Exception as exc:
             undone = self._undo(group, name, region, made, current is None)
             verb = "creating" if current is None else "updating"
             raise ProviderError(f"{verb} alarm {name} (metric alert in resource group {group}) failed: "
-                                f"{self.p._error_text(exc).rstrip('.')}; {undone}") from exc
+                                f"{error_text(exc).rstrip('.')}; {undone}") from exc
         if had_group and not wants_group:
             self.p.call(self.monitor.action_groups.delete, group, _name(current["native"]["action_group"]))
-        return self._read(doc, action_group or {}, capacity)
+        known = {str(uri).lower(): rec["id"] for uri, rec in zip(scopes, targets)}
+        return self._read(alert, action_group or {}, capacity, known)
 
     def _refuse_taken(self, group, name, region):
         """A metric alert of this name that find_alarm did not report: another region's, or not ours."""
-        taken = self.p._get(self.monitor.metric_alerts.get, group, name)
+        taken = self.p.get(self.monitor.metric_alerts.get, group, name)
         if not taken:
             return
         if self._ours(taken, name):
@@ -518,9 +503,9 @@ class AzureMonitoring:
         try:
             if made:
                 self.p.call(self.monitor.action_groups.delete, group, f"{name}-notify")
-            dropped = created and self.p._drop_group(group, f"alarms-{region}")
+            dropped = created and self.p.drop_group(group, f"alarms-{region}")
         except Exception as exc:  # say what is left, whatever went wrong
-            return (f"what this run made could not be removed ({self.p._error_text(exc)}): delete "
+            return (f"what this run made could not be removed ({error_text(exc)}): delete "
                     f"{', '.join(made) or 'nothing else'} in resource group {group} by hand")
         removed = made + ([f"resource group {group}"] if dropped else [])
         return f"removed again what this run had made ({', '.join(removed)})" if removed else "nothing was left behind"
@@ -530,4 +515,4 @@ class AzureMonitoring:
         self.p.call(self.monitor.metric_alerts.delete, group, name)
         if current["native"].get("action_group"):
             self.p.call(self.monitor.action_groups.delete, group, _name(current["native"]["action_group"]))
-        self.p._drop_group(group, f"alarms-{current['region']}")
+        self.p.drop_group(group, f"alarms-{current['region']}")

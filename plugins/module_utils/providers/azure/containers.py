@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Azure Container Instances: a `kind: container` deployment is one container group.
 
-Part of the azure provider (AzureProvider in azure.py mixes ContainerInstances in); it makes every call
-through the provider's retry policy and long-running-operation handling, with one more client
-(azure-mgmt-containerinstance, created on first use).
+The Containers backend of the azure provider (provider.py): every call goes through the provider's retry
+policy and long-running-operation handling, with one more client (azure-mgmt-containerinstance, made on
+first use). A record's native is the group's document (what config() reads the settings from).
 
 Where: the container group `<name>` in the deployment's resource group, with the same rules as the VMs
 (`azure.resource_group` when set, else `lxcri-<name>`, created with the deployment and deleted with it
@@ -44,13 +44,26 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
-import threading
 
-from ansible_collections.lxcri.cloud.plugins.module_utils.provider import MissingSDK, ProviderError, iso_utc, record
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import (
+    Backend,
+    ProviderError,
+    iso_utc,
+    native_of,
+    record,
+    retagged,
+)
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure.arm import (
+    every_tag,
+    normalize_location,
+    split_id,
+    taken,
+    user_tags,
+)
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.azure.errors import error_code, error_text
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
     DEPLOYMENT_TAG,
     KIND_TAG,
-    TAG_PREFIX,
     SpecError,
     secret_fingerprint,
 )
@@ -114,12 +127,6 @@ def group_state(props):
     return "running" if provisioning == "succeeded" else "unknown"
 
 
-def split_id(arm_id):
-    """(resource group, name) of a container group's ARM id."""
-    parts = str(arm_id or "").split("/")
-    return parts[4], parts[-1]
-
-
 def _props(doc):
     return (doc or {}).get("properties") or {}
 
@@ -146,88 +153,85 @@ def _scrub(text, secrets):
     return text
 
 
-def validate_container(spec):
-    """Checks of a container deployment for Container Instances; raise SpecError."""
-    if spec.get("state") == "absent":
-        return  # removing needs no container settings
-    container = spec.get("container") or {}
-    if spec.get("count", 1) > 1:
-        raise SpecError(
-            f"Azure Container Instances runs one container group per deployment: use count 1 (or 0 to remove it) "
-            f"for azure containers, got count {spec.get('count')}"
-        )
-    if not container.get("public", True):
-        raise SpecError(
-            "container.public false is not supported on azure: a container group without a public IP needs a "
-            "virtual network subnet, which the collection does not manage; use public: true (the group gets a "
-            "public IP and a DNS name)"
-        )
-    cpu, memory = float(container.get("cpu", 0.25)), int(container.get("memory", 512))
-    if cpu > MAX_CPU or memory > MAX_MEMORY_MIB:
-        raise SpecError(
-            f"container.cpu {cpu:g} and container.memory {memory} do not fit an Azure container group: at most "
-            f"{MAX_CPU:g} vCPUs and {MAX_MEMORY_MIB} MiB (16 GB) per Linux container group"
-        )
-    for option in ("env", "secret_env"):
-        for key in container.get(option) or {}:
-            if not ENV_NAME.match(key):
-                raise SpecError(
-                    f"container.{option}: '{key}' is not a valid environment variable name on Azure Container "
-                    "Instances: use letters, digits and '_', starting with a letter or '_'"
-                )
-    both = sorted(set(container.get("env") or {}) & set(container.get("secret_env") or {}))
-    if both:
-        raise SpecError(f"container.env and container.secret_env both set {', '.join(both)}: give each variable once")
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ContainerInstances:
-    """The container operations of AzureProvider (mixed into it: uses its credential, client options, retry
-    policy, long-running operations and resource group handling)."""
+def memory_of(doc):
+    """MiB of the group's container: the MiB asked for (lxcri-memory) when memoryInGB is what it rounds to."""
+    requests = ((_container(doc).get("properties") or {}).get("resources") or {}).get("requests") or {}
+    gb = requests.get("memoryInGB")
+    asked = (doc.get("tags") or {}).get(MEMORY_TAG)
+    if asked and asked.isdigit() and gb is not None and memory_gb(int(asked)) == round(float(gb), 1):
+        return int(asked)
+    return int(round(float(gb) * 1024)) if gb is not None else None
 
-    _aci_lock = threading.Lock()
+
+def ours(doc, name=None, kind=None, region=None):
+    """True when the group is a container deployment of the collection (of this name, kind, location)."""
+    tags = doc.get("tags") or {}
+    return bool(tags.get(DEPLOYMENT_TAG) and tags[DEPLOYMENT_TAG] == doc.get("name")
+                and (name is None or doc.get("name") == name)
+                and (kind is None or tags.get(KIND_TAG, "container") == kind)
+                and (region is None or normalize_location(doc.get("location")) == region))
+
+
+class Containers(Backend):
+    kind = "container"
+    members = False
+    OWN_TAGS = len(CONTAINER_OWN_TAGS)
+
+    @classmethod
+    def validate(cls, spec):
+        """Checks of a container deployment for Container Instances; raise SpecError."""
+        container = spec.get("container") or {}
+        if spec.get("count", 1) > 1:
+            raise SpecError(
+                f"Azure Container Instances runs one container group per deployment: use count 1 (or 0 to remove it) "
+                f"for azure containers, got count {spec.get('count')}"
+            )
+        if not container.get("public", True):
+            raise SpecError(
+                "container.public false is not supported on azure: a container group without a public IP needs a "
+                "virtual network subnet, which the collection does not manage; use public: true (the group gets a "
+                "public IP and a DNS name)"
+            )
+        cpu, memory = float(container.get("cpu", 0.25)), int(container.get("memory", 512))
+        if cpu > MAX_CPU or memory > MAX_MEMORY_MIB:
+            raise SpecError(
+                f"container.cpu {cpu:g} and container.memory {memory} do not fit an Azure container group: at most "
+                f"{MAX_CPU:g} vCPUs and {MAX_MEMORY_MIB} MiB (16 GB) per Linux container group"
+            )
+        for option in ("env", "secret_env"):
+            for key in container.get(option) or {}:
+                if not ENV_NAME.match(key):
+                    raise SpecError(
+                        f"container.{option}: '{key}' is not a valid environment variable name on Azure Container "
+                        "Instances: use letters, digits and '_', starting with a letter or '_'"
+                    )
+        both = sorted(set(container.get("env") or {}) & set(container.get("secret_env") or {}))
+        if both:
+            raise SpecError(f"container.env and container.secret_env both set {', '.join(both)}: give each variable once")
 
     @property
     def aci(self):
-        """The azure-mgmt-containerinstance client, made on first use."""
-        if getattr(self, "_aci", None) is None:
-            with self._aci_lock:
-                if getattr(self, "_aci", None) is None:
-                    try:
-                        from azure.mgmt.containerinstance import ContainerInstanceManagementClient
-                    except ImportError as exc:
-                        raise MissingSDK(
-                            "kind container on azure needs azure-mgmt-containerinstance: pip install -r requirements.txt"
-                        ) from exc
-                    self._aci = ContainerInstanceManagementClient(self.credential, self.subscription, **self._options)
-        return self._aci
+        """The azure-mgmt-containerinstance client."""
+        return self.p.optional_client("azure.mgmt.containerinstance", "ContainerInstanceManagementClient", "kind container")
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _cg_get(self, group, name):
-        doc = self._get(self.aci.container_groups.get, group, name)
-        if doc:
-            self._cg_docs[doc["id"]] = doc
-        return doc
+    def read(self, arm_id):
+        """The container group of this ARM id as JSON, or None."""
+        return self.p.get(self.aci.container_groups.get, *split_id(arm_id))
 
-    @staticmethod
-    def _cg_ours(doc, name=None, kind=None, region=None):
-        tags = doc.get("tags") or {}
-        return bool(tags.get(DEPLOYMENT_TAG) and tags[DEPLOYMENT_TAG] == doc.get("name")
-                    and (name is None or doc.get("name") == name)
-                    and (kind is None or tags.get(KIND_TAG, "container") == kind)
-                    and (region is None or str(doc.get("location") or "").replace(" ", "").lower() == region))
+    def document(self, rec):
+        """The group a record was read from, or read again (a record handed in); None when it is gone."""
+        return native_of(rec) or self.read(rec["id"])
 
-    def _cg_memory(self, doc):
-        """MiB of the group's container: the MiB asked for (lxcri-memory) when memoryInGB is what it rounds to."""
-        requests = ((_container(doc).get("properties") or {}).get("resources") or {}).get("requests") or {}
-        gb = requests.get("memoryInGB")
-        asked = (doc.get("tags") or {}).get(MEMORY_TAG)
-        if asked and asked.isdigit() and gb is not None and memory_gb(int(asked)) == round(float(gb), 1):
-            return int(asked)
-        return int(round(float(gb) * 1024)) if gb is not None else None
+    def arm_id(self, rec):
+        return rec["id"]
 
-    def _cg_record(self, doc):
-        self._cg_docs[doc["id"]] = doc
+    def record(self, doc):
         props = _props(doc)
         tags = doc.get("tags") or {}
         cprops = _container(doc).get("properties") or {}
@@ -237,17 +241,18 @@ class ContainerInstances:
         port = ports[0].get("port")
         state = group_state(props)
         cpu = requests.get("cpu")
-        memory = self._cg_memory(doc)
+        memory = memory_of(doc)
         native = f"{float(cpu):g} vCPU / {memory} MiB" if cpu is not None and memory is not None else None
         public = address.get("type") == "Public"
         return record(
-            self.name,
+            self.p.name,
+            native=doc,
             kind=tags.get(KIND_TAG, "container"),
             name=doc.get("name"),
             deployment=tags.get(DEPLOYMENT_TAG),
             id=doc["id"],
             state=state,
-            region=str(doc.get("location") or "").replace(" ", "").lower(),
+            region=normalize_location(doc.get("location")),
             zone=None,
             size=None,
             native_size=native,
@@ -255,36 +260,29 @@ class ContainerInstances:
             public_ip=address.get("ip") if public else None,
             private_ip=None if public else address.get("ip"),
             url=container_url(address.get("fqdn"), address.get("ip") if public else None, port) if public else None,
-            tags={key: value for key, value in tags.items() if not key.startswith(TAG_PREFIX)},
+            tags=user_tags(tags),
             created_at=_created(tags.get(CREATED_TAG)),
             # Container Instances bills per second by the vCPUs and GB asked for, at prices that differ per
             # location: unknown here, except that a stopped group costs nothing.
             hourly_cost=0.0 if state == "stopped" else None,
         )
 
-    def find_service(self, name, region, kind):
-        if kind != "container":
-            return []  # the azure provider deploys kind vm and container (validate() refuses the others)
-        doc = self._cg_get(self._group(name), name)
-        if not doc or not self._cg_ours(doc, name, kind, region):
+    def find(self, name, region):
+        doc = self.p.get(self.aci.container_groups.get, self.p.group(name), name)
+        if not doc or not ours(doc, name, self.kind, region):
             return []
-        return [self._cg_record(doc)]
+        return [self.record(doc)]
 
-    def _list_groups(self, region, tags):
-        docs = self._list(self.aci.container_groups.list)
-        records = [self._cg_record(doc) for doc in docs if self._cg_ours(doc, region=region)]
-        return [rec for rec in records if all(rec["tags"].get(key) == value for key, value in tags.items())]
+    def list(self, region, tags):
+        docs = self.p.listing(self.aci.container_groups.list)
+        return [self.record(doc) for doc in docs if ours(doc, region=normalize_location(region))]
 
-    def _refresh_groups(self, records):
-        fresh = []
-        for rec in records:
-            doc = self._cg_get(*split_id(rec["id"]))
-            if doc:
-                fresh.append(self._cg_record(doc))
-        return fresh
+    def refresh_one(self, rec):
+        doc = self.read(rec["id"])
+        return [self.record(doc)] if doc else []
 
-    def service_config(self, rec):
-        doc = self._cg_docs.get(rec["id"]) or self._cg_get(*split_id(rec["id"]))
+    def config(self, rec):
+        doc = self.document(rec)
         if doc is None:
             raise ProviderError(f"container group {rec['name']} ({rec['id']}) is gone")
         tags = doc.get("tags") or {}
@@ -302,7 +300,7 @@ class ContainerInstances:
             "env": {var["name"]: var["value"] for var in variables if var.get("value") is not None},
             "secret_env": tags.get(SECRET_TAG, "") if secure else "",
             "cpu": float(requests["cpu"]) if requests.get("cpu") is not None else None,
-            "memory": self._cg_memory(doc),
+            "memory": memory_of(doc),
             "command": list(cprops.get("command") or []),
             "public": address.get("type") == "Public",
             "replicas": int(replicas) if replicas.isdigit() else 1,
@@ -310,7 +308,7 @@ class ContainerInstances:
 
     # -- the group -------------------------------------------------------------------------------
 
-    def _cg_body(self, spec, region, group, tags, created):
+    def body(self, spec, region, group, tags, created):
         container = spec["container"]
         name = spec["name"]
         variables = [{"name": key, "value": value} for key, value in container["env"].items()]
@@ -337,162 +335,116 @@ class ContainerInstances:
                 "restartPolicy": "Always",
                 "containers": [{"name": name, "properties": cprops}],
                 "ipAddress": {"type": "Public", "ports": [{"port": port, "protocol": "TCP"}],
-                              "dnsNameLabel": dns_label(name, self.subscription, group)},
+                              "dnsNameLabel": dns_label(name, self.p.subscription, group)},
             },
         }
 
-    @staticmethod
-    def _now():
-        return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def _put(self, spec, group, body):
+        return self.p.lro(self.aci.container_groups.begin_create_or_update, group, spec["name"], body,
+                          wait=spec.get("wait", True))
 
-    def _put_group(self, spec, group, body):
-        return self._lro(self.aci.container_groups.begin_create_or_update, group, spec["name"], body,
-                         wait=spec.get("wait", True))
-
-    def _create_group(self, spec, region):
+    def create(self, spec, region, names):
         name = spec["name"]
-        group = self._ensure_group(name, region)
-        taken = self._cg_get(group, name)
-        if taken is not None:
-            if self._cg_ours(taken, name):
-                raise ProviderError(
-                    f"container group {name} of deployment '{name}' already lives in location {taken.get('location')} "
-                    f"(resource group {group}); a deployment name is unique per resource group: use region "
-                    f"{taken.get('location')}, another name, or another azure.resource_group"
-                )
-            raise ProviderError(
-                f"a container group named {name} already exists in resource group {group} without the tag "
-                f"{DEPLOYMENT_TAG}={name}: rename or delete it, or choose another deployment name"
-            )
-        body = self._cg_body(spec, region, group, dict(spec["tags"]), self._now())
+        group = self.p.ensure_group(name, region)
+        existing = self.p.get(self.aci.container_groups.get, group, name)
+        if existing is not None:
+            raise taken("container group", existing, name, group)
+        body = self.body(spec, region, group, dict(spec["tags"]), _now())
         try:
-            doc = self._put_group(spec, group, body)
+            doc = self._put(spec, group, body)
         except Exception as exc:
-            detail = _scrub(self._error_text(exc).rstrip("."), spec["container"]["secret_env"])
+            detail = _scrub(error_text(exc).rstrip("."), spec["container"]["secret_env"])
             raise ProviderError(
-                f"creating container group {name} in {region} failed: {detail}; {self._undo_group(group, name)}"
+                f"creating container group {name} in {region} failed: {detail}; {self.undo(group, name)}"
             ) from exc
-        return [self._cg_record(doc)]
+        return [self.record(doc)]
 
-    def _undo_group(self, group, name):
+    def undo(self, group, name):
         """Remove what a failed create made; say what was removed or what is left."""
         try:
-            self._delete(self.aci.container_groups.begin_delete, group, name)
+            self.p.remove(self.aci.container_groups.begin_delete, group, name)
         except Exception as exc:  # say what is left, whatever went wrong
-            return (f"the container group could not be removed ({self._error_text(exc)}): delete container group "
+            return (f"the container group could not be removed ({error_text(exc)}): delete container group "
                     f"{name} in resource group {group} by hand")
         try:
-            dropped = self._drop_group(group, name)
+            dropped = self.p.drop_group(group, name)
         except Exception as exc:  # the group is only an empty shell
             return (f"the container group was removed again, its resource group {group} could not be "
-                    f"({self._error_text(exc)})")
+                    f"({error_text(exc)})")
         return "what this run had made for it was removed again" + (f" (also resource group {group})" if dropped else "")
 
-    def _drop_group(self, group, deployment):
-        """Delete the deployment's own resource group when it holds nothing any more; True when it did."""
-        if not self._own_group():
-            return False
-        found = self._get(self.resources.resource_groups.get, group)
-        if not found or (found.get("tags") or {}).get(DEPLOYMENT_TAG) != deployment:
-            return False  # not made by the collection for this deployment: it stays
-        if self._list(lambda: self.resources.resources.list_by_resource_group(group)):
-            return False  # it holds something else (the deployment's VMs, anything of the user's): it stays
-        self._delete(self.resources.resource_groups.begin_delete, group)
-        return True
-
-    def update_service(self, rec, spec, changes):
+    def update(self, rec, spec, changes):
         group, name = split_id(rec["id"])
-        current = self._cg_get(group, name)
+        current = self.read(rec["id"])
         if current is None:
             raise ProviderError(f"container group {name} (resource group {group}) disappeared while it was being updated")
         raw = current.get("tags") or {}
-        user = {key: value for key, value in raw.items() if not key.startswith(TAG_PREFIX)}
-        tags = dict(spec["tags"]) if spec["purge_tags"] else {**user, **spec["tags"]}
-        region = str(current.get("location") or "").replace(" ", "").lower()
+        tags = retagged(user_tags(raw), spec["tags"], spec["purge_tags"])
+        region = normalize_location(current.get("location"))
         secrets = spec["container"]["secret_env"]
         fixed = [key for key in FIXED if key in changes]
         doc = None
         if not fixed:
-            body = self._cg_body(spec, region, group, tags, raw.get(CREATED_TAG) or self._now())
+            body = self.body(spec, region, group, tags, raw.get(CREATED_TAG) or _now())
             try:
-                doc = self._put_group(spec, group, body)
+                doc = self._put(spec, group, body)
             except Exception as exc:
                 if HttpResponseError is None or not isinstance(exc, HttpResponseError) \
-                        or self._error_code(exc) != NOT_UPDATABLE:
+                        or error_code(exc) != NOT_UPDATABLE:
                     raise ProviderError(
                         f"updating container group {name} ({', '.join(changes)}) failed: "
-                        f"{_scrub(self._error_text(exc), secrets)}; the group stays as it was"
+                        f"{_scrub(error_text(exc), secrets)}; the group stays as it was"
                     ) from exc
                 fixed = ["a setting that Azure Container Instances cannot update"]
         if doc is None:
             # Container Instances cannot change these on an existing group: delete it and create it again.
-            self._delete(self.aci.container_groups.begin_delete, group, name)
-            body = self._cg_body(spec, region, group, tags, self._now())
+            self.p.remove(self.aci.container_groups.begin_delete, group, name)
+            body = self.body(spec, region, group, tags, _now())
             try:
-                doc = self._put_group(spec, group, body)
+                doc = self._put(spec, group, body)
             except Exception as exc:
-                detail = _scrub(self._error_text(exc).rstrip("."), secrets)
+                detail = _scrub(error_text(exc).rstrip("."), secrets)
                 raise ProviderError(
                     f"recreating container group {name} (Azure Container Instances cannot change {', '.join(fixed)} "
                     f"of an existing group) failed after the old group was deleted: {detail}; "
-                    f"{self._undo_group(group, name)}; the next run creates it"
+                    f"{self.undo(group, name)}; the next run creates it"
                 ) from exc
         if rec["state"] == "stopped" and spec["state"] == "present":
             # An updated (or recreated) group runs again: keep it stopped, as it was.
-            self.call(self.aci.container_groups.stop, group, name)
-            doc = self._cg_get(group, name) or doc
-        return self._cg_record(doc), bool(fixed)
+            self.p.call(self.aci.container_groups.stop, group, name)
+            doc = self.read(rec["id"]) or doc
+        return self.record(doc), bool(fixed)
 
     # -- changing --------------------------------------------------------------------------------
 
-    def _delete_groups(self, records):
-        def delete(rec):
-            group, name = split_id(rec["id"])
-            self._delete(self.aci.container_groups.begin_delete, group, name)
-            self._cg_docs.pop(rec["id"], None)
-            self._drop_group(group, rec.get("deployment") or name)
+    def delete_one(self, rec):
+        group, name = split_id(rec["id"])
+        self.p.remove(self.aci.container_groups.begin_delete, group, name)
+        self.p.drop_group(group, rec.get("deployment") or name)
 
-        self.each(delete, records)
+    def start_one(self, rec):
+        self.p.lro(self.aci.container_groups.begin_start, *split_id(rec["id"]))
 
-    def _start_groups(self, records):
-        self.each(lambda rec: self._lro(self.aci.container_groups.begin_start, *split_id(rec["id"])), records)
-
-    def _stop_groups(self, records):
+    def stop_one(self, rec):
         # Stop deallocates the containers' compute: billing stops, the group and its DNS name stay.
-        self.each(lambda rec: self.call(self.aci.container_groups.stop, *split_id(rec["id"])), records)
+        self.p.call(self.aci.container_groups.stop, *split_id(rec["id"]))
 
-    def _restart_groups(self, records):
-        def restart(rec):
-            group, name = split_id(rec["id"])
-            doc = self._cg_get(group, name)
-            if doc is None:
-                raise ProviderError(f"container group {name} (resource group {group}) is gone")
-            if group_state(_props(doc)) == "stopped":
-                return self._lro(self.aci.container_groups.begin_start, group, name)  # a stopped group starts
-            return self._lro(self.aci.container_groups.begin_restart, group, name)
+    def restart_one(self, rec):
+        group, name = split_id(rec["id"])
+        doc = self.read(rec["id"])
+        if doc is None:
+            raise ProviderError(f"container group {name} (resource group {group}) is gone")
+        if group_state(_props(doc)) == "stopped":
+            return self.p.lro(self.aci.container_groups.begin_start, group, name)  # a stopped group starts
+        return self.p.lro(self.aci.container_groups.begin_restart, group, name)
 
-        self.each(restart, records)
-
-    def _tag_groups(self, records, tags, purge):
-        def retag(rec):
-            group, name = split_id(rec["id"])
-            doc = self._cg_get(group, name)
-            if doc is None:
-                raise ProviderError(f"container group {name} (resource group {group}) is gone")
-            raw = doc.get("tags") or {}
-            own = {key: value for key, value in raw.items() if key.startswith(TAG_PREFIX)}
-            user = {key: value for key, value in raw.items() if not key.startswith(TAG_PREFIX)}
-            wanted = {**(dict(tags) if purge else {**user, **tags}), **own}
-            if wanted != raw:
-                # PATCH replaces the tags only, synchronously; the containers go on running.
-                self._cg_docs[doc["id"]] = self.call(lambda: _doc_of(self.aci.container_groups.update(
-                    group, name, {"tags": wanted})))
-
-        self.each(retag, records)
-
-
-def _doc_of(model):
-    """The JSON (wire) form of a container instance SDK model (msrest)."""
-    if model is None or isinstance(model, dict):
-        return model
-    return model.serialize(keep_readonly=True)
+    def tag_one(self, rec, tags, purge):
+        group, name = split_id(rec["id"])
+        doc = self.document(rec)
+        if doc is None:
+            raise ProviderError(f"container group {name} (resource group {group}) is gone")
+        raw = doc.get("tags") or {}
+        wanted = every_tag(raw, tags, purge)
+        if wanted != raw:
+            # PATCH replaces the tags only, synchronously; the containers go on running.
+            self.p.call(self.aci.container_groups.update, group, name, {"tags": wanted})

@@ -14,19 +14,25 @@ from google.api_core import exceptions as api_exceptions  # noqa: E402
 from google.cloud import compute_v1  # noqa: E402
 
 from ansible_collections.lxcri.cloud.plugins.module_utils.catalog import PORTABLE_IMAGES  # noqa: E402
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers import gcp  # noqa: E402
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp import INFO  # noqa: E402
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp import instances as gcp  # noqa: E402
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp import labels as gcp_labels  # noqa: E402
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp.provider import GcpProvider  # noqa: E402
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, THROTTLED, TRANSIENT  # noqa: E402
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import SpecError  # noqa: E402
 
-GcpProvider = gcp.GcpProvider
+NATIVE_SIZE, NATIVE_IMAGE = INFO.native_size_pattern(), INFO.native_image_pattern()
 
 
 def bare_provider():
-    """A provider without clients: enough for classify() and _record()."""
+    """A provider without clients: enough for classify() and the Instances backend's _record()."""
     provider = GcpProvider.__new__(GcpProvider)
     provider.connection = {"endpoint": "http://127.0.0.1:1"}
-    provider._native = {}
     return provider
+
+
+def bare_instances():
+    return gcp.Instances(bare_provider())
 
 
 def http_error(status, reason="backendError", headers=None, message="boom"):
@@ -46,7 +52,7 @@ def http_error(status, reason="backendError", headers=None, message="boom"):
 @pytest.mark.parametrize("image", PORTABLE_IMAGES)
 def test_portable_images_round_trip_through_their_label(image):
     label = gcp.encode_image(image)
-    assert gcp.label_ok(label) and "." not in label
+    assert gcp_labels.label_ok(label) and "." not in label
     assert gcp.decode_image(label) == image
     assert gcp.image_metadata(image) == {}
 
@@ -60,7 +66,7 @@ def test_native_images_get_a_safe_label_and_keep_their_exact_text_in_metadata():
     assert gcp.encode_image(image) == "debian-12"
     assert gcp.image_metadata(image) == {gcp.IMAGE_METADATA: image}
     long_name = "projects/p/global/images/" + "a" * 70
-    assert gcp.label_ok(gcp.encode_image(long_name))
+    assert gcp_labels.label_ok(gcp.encode_image(long_name))
 
 
 @pytest.mark.parametrize("text,key,ok", [
@@ -69,12 +75,12 @@ def test_native_images_get_a_safe_label_and_keep_their_exact_text_in_metadata():
     ("x" * 63, False, True), ("x" * 64, False, False), ("übung", True, True),
 ])
 def test_label_rule(text, key, ok):
-    assert gcp.label_ok(text, key=key) is ok
+    assert gcp_labels.label_ok(text, key=key) is ok
 
 
 def test_user_tags_leave_out_the_collections_and_googles_labels():
     labels = {"lxcri-deployment": "web", "goog-ops-agent-policy": "v1", "env": "prod"}
-    assert gcp.user_tags(labels) == {"env": "prod"}
+    assert gcp_labels.user_tags(labels) == {"env": "prod"}
 
 
 def test_tag_filter_only_names_label_safe_non_empty_tags():
@@ -112,15 +118,15 @@ def test_too_many_tags_are_refused():
 
 def test_native_sizes_and_images():
     for size in ("e2-small", "n2-standard-4", "custom-2-4096", "n2-custom-4-8192-ext", "c3-highmem-8-lssd"):
-        assert GcpProvider.NATIVE_SIZE.match(size), size
+        assert NATIVE_SIZE.match(size), size
     for size in ("t3.small", "Standard_B1ms", "s-1vcpu-2gb.x"):
-        assert not GcpProvider.NATIVE_SIZE.match(size), size
+        assert not NATIVE_SIZE.match(size), size
     for image in ("projects/debian-cloud/global/images/family/debian-12",
                   "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20250130",
                   "https://www.googleapis.com/compute/v1/projects/debian-cloud/global/images/family/debian-12"):
-        assert GcpProvider.NATIVE_IMAGE.match(image), image
+        assert NATIVE_IMAGE.match(image), image
     for image in ("ami-0123456789abcdef0", "debian-12", "projects/x/global/images/"):
-        assert not GcpProvider.NATIVE_IMAGE.match(image), image
+        assert not NATIVE_IMAGE.match(image), image
 
 
 # -- classify ----------------------------------------------------------------------------------
@@ -194,7 +200,7 @@ def instance(status="RUNNING", **extra):
 
 
 def test_a_record_is_complete_and_portable():
-    rec = bare_provider()._record(instance())
+    rec = bare_instances()._record(instance())
     assert rec == {
         "provider": "gcp", "kind": "vm", "name": "web-1", "deployment": "web", "id": "7767688936526275369",
         "state": "running", "region": "us-central1", "zone": "us-central1-a", "size": "small", "native_size": "e2-small",
@@ -209,12 +215,12 @@ def test_a_record_is_complete_and_portable():
     ("REPAIRING", "error"), ("SOMETHING_NEW", "unknown"),
 ])
 def test_states(status, state):
-    assert bare_provider()._record(instance(status))["state"] == state
+    assert bare_instances()._record(instance(status))["state"] == state
 
 
 def test_a_stopped_member_has_no_public_ip_and_a_native_image_reads_back_exactly():
     image = "projects/debian-cloud/global/images/family/debian-12"
     inst = instance("TERMINATED", networkInterfaces=[{"networkIP": "10.128.0.2", "accessConfigs": [{"type": "ONE_TO_ONE_NAT"}]}],
                     metadata={"items": [{"key": gcp.IMAGE_METADATA, "value": image}]})
-    rec = bare_provider()._record(inst)
+    rec = bare_instances()._record(inst)
     assert rec["public_ip"] is None and rec["image"] == image

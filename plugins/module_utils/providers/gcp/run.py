@@ -1,6 +1,6 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""GCP containers: one Cloud Run (Admin API v2) service per deployment, used by GcpProvider (gcp.py).
+"""GCP containers: one Cloud Run (Admin API v2) service per deployment.
 
 What the portable container spec becomes:
 
@@ -32,8 +32,12 @@ What the portable container spec becomes:
 * Identity: labels lxcri-deployment and lxcri-kind, user tags as the other labels (goog-* kept).
 
 Every change is a long-running operation, polled with the client's own operations methods
-(ServicesClient.get_operation: the same endpoint) under the collection's retry policy. Changes are
-read-modify-write with the service's etag; a concurrent change is read again and retried.
+(ServicesClient.get_operation: the same endpoint) under the collection's retry policy, until the task's
+deadline. Changes are read-modify-write with the service's etag; a concurrent change is read again and
+retried. A record's native is the run_v2.Service it was read from (config() reads its settings from it).
+
+google-cloud-run is imported at first use: a VM-only task never loads it, and list() finds no service
+where it is not installed.
 """
 
 from __future__ import annotations
@@ -42,15 +46,16 @@ import datetime
 import json
 import re
 
-from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError, iso_utc, record
+from ansible_collections.lxcri.cloud.plugins.module_utils.provider import Backend, MissingSDK, ProviderError, iso_utc, native_of, record
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp.errors import api_disabled, cleanup, refusal
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp.labels import labelable, relabelled, user_tags
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp.places import location_of
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import (
     DEPLOYMENT_TAG,
     KIND_TAG,
-    TAG_PREFIX,
     SpecError,
     secret_fingerprint,
 )
-from ansible_collections.lxcri.cloud.plugins.module_utils.wait import wait_for
 
 # google-cloud-run is imported at first use (load_sdk), so that VM tasks do not pay for it.
 run_v2 = api_exceptions = iam_policy_pb2 = operations_pb2 = None
@@ -77,12 +82,9 @@ RESTART_ANNOTATION = "lxcri-restarted-at"
 INVOKER_ROLE = "roles/run.invoker"
 PUBLIC_MEMBER = "allUsers"
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
-GOOGLE_LABEL_PREFIX = "goog-"
-CALL_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 80
 # vCPUs above 1 that Cloud Run accepts, with the memory (MiB) each allows: (least, most)
 WHOLE_CPUS = {1: (128, 4096), 2: (128, 8192), 4: (2048, 16384), 6: (4096, 24576), 8: (4096, 32768)}
-ZONE = re.compile(r"^([a-z]+-[a-z]+[0-9]+)-[a-z][a-z0-9]*$")
 QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 UNITS = {None: 1, "m": 0.001, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20,
          "Gi": 2 ** 30, "Ti": 2 ** 40}
@@ -142,12 +144,6 @@ def validate_container(spec):
         raise SpecError(f"container.env and container.secret_env both set {', '.join(both)}: set each variable once")
 
 
-def location_of(region):
-    """The Cloud Run location of a deployment's zone (or region)."""
-    match = ZONE.match(region or "")
-    return match.group(1) if match else region
-
-
 def rpc_status(exc):
     """The google.rpc status name of an API error ("ABORTED", "ALREADY_EXISTS" ...): over REST every 409 is
     a Conflict, whatever Cloud Run meant by it."""
@@ -155,10 +151,6 @@ def rpc_status(exc):
         return exc.response.json()["error"].get("status")
     except Exception:  # no JSON body: no status to tell
         return None
-
-
-def _system_label(key):
-    return key.startswith(TAG_PREFIX) or key.startswith(GOOGLE_LABEL_PREFIX)
 
 
 def _stopped(svc):
@@ -194,51 +186,53 @@ def service_state(svc):
     return "unknown"
 
 
-class CloudRun:
-    """The Cloud Run half of GcpProvider: records, settings and changes of container deployments."""
 
-    OPERATION_TIMEOUT = 600
-    POLL_MAX = 2.0
+class Services(Backend):
+    """Container deployments as Cloud Run services: records, settings and changes."""
 
-    def __init__(self, provider, make_client):
-        self.provider = provider
-        self.project = provider.project
-        self.services = make_client(run_v2.ServicesClient)
-        self._native = {}  # service uid -> the Service last read
+    kind = "container"
+    members = False
+
+    def __init__(self, provider):
+        super().__init__(provider)
+        self._client = None
+
+    @classmethod
+    def validate(cls, spec):
+        if spec.get("container"):
+            validate_container(spec)
+
+    @property
+    def services(self):
+        """The ServicesClient, made at first use: only a task that deploys a container needs google-cloud-run."""
+        if self._client is None:
+            if not load_sdk():
+                raise MissingSDK("containers on gcp need google-cloud-run: pip install -r requirements.txt")
+            self._client = self.p.client(run_v2.ServicesClient)
+        return self._client
+
+    def locate(self, region):
+        return region  # a Cloud Run location is a region: no zone to look up (nor Compute Engine to ask)
 
     # -- calls -------------------------------------------------------------------------------------
 
-    def _api(self, method, request, timeout=CALL_TIMEOUT):
-        """One SDK call under the provider's retry policy; the SDK's own retries are off."""
-        try:
-            return self.provider.call(method, request=request, retry=None, timeout=timeout)
-        except api_exceptions.Unauthorized as exc:
-            raise ProviderError(
-                f"the Cloud Run API at {self.provider.connection.get('endpoint') or 'run.googleapis.com'} rejected the "
-                f"credentials: {exc.message} (check gcp.credentials_file or GOOGLE_APPLICATION_CREDENTIALS)"
-            ) from exc
-        except api_exceptions.PermissionDenied as exc:
-            if self._disabled(exc):
-                raise ProviderError(
-                    f"the Cloud Run Admin API is not enabled in project {self.project}: enable run.googleapis.com "
-                    f"to deploy containers ({exc.message})"
-                ) from exc
-            raise
+    def explain(self, exc):
+        endpoint = self.p.connection.get("endpoint") or "run.googleapis.com"
+        return refusal(exc, f"the Cloud Run API at {endpoint}", self.p.project,
+                       enable=("Cloud Run Admin API", "run.googleapis.com to deploy containers"))
 
-    @staticmethod
-    def _disabled(exc):
-        text = (exc.message or "").lower()
-        return getattr(exc, "reason", None) == "SERVICE_DISABLED" or "has not been used in project" in text
+    def api(self, method, request, **kwargs):
+        return self.p.rpc(method, request, explain=self.explain, **kwargs)
 
     def _wait(self, future, what):
         """The Service an operation ends with, polled with the client's own get_operation."""
         operation = future.operation
         if not operation.done:
             request = operations_pb2.GetOperationRequest(name=operation.name)
-            operation = wait_for(
-                lambda: self._api(self.services.get_operation, request),
-                lambda op: op.done, f"Cloud Run operation {operation.name} ({what})", self.OPERATION_TIMEOUT,
-                first=0.05, maximum=self.POLL_MAX, describe=lambda op: "done" if op.done else "running",
+            operation = self.p.wait(
+                lambda: self.api(self.services.get_operation, request),
+                lambda op: op.done, f"Cloud Run operation {operation.name} ({what})",
+                first=0.05, describe=lambda op: "done" if op.done else "running",
             )
         if operation.HasField("error"):
             raise ProviderError(f"Cloud Run {what} failed: {operation.error.message} (code {operation.error.code})")
@@ -248,11 +242,11 @@ class CloudRun:
         operation.response.Unpack(message)
         return run_v2.Service.wrap(message)
 
-    def _name(self, location, name):
-        return f"projects/{self.project}/locations/{location}/services/{name}"
+    def _name(self, region, name):
+        return f"projects/{self.p.project}/locations/{location_of(region)}/services/{name}"
 
-    def _get(self, name):
-        return self._api(self.services.get_service, run_v2.GetServiceRequest(name=name))
+    def _get(self, name, missing_ok=False):
+        return self.api(self.services.get_service, run_v2.GetServiceRequest(name=name), missing_ok=missing_ok)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -262,9 +256,9 @@ class CloudRun:
         limits = dict(container.resources.limits) if container else {}
         cpu = parse_cpu(limits.get("cpu", "1000m"))
         memory = parse_memory(limits.get("memory", "512Mi"))
-        self._native[svc.uid] = svc
         return record(
-            self.provider.name,
+            self.p.name,
+            native=svc,
             kind=labels.get(KIND_TAG, "container"),
             name=svc.name.rsplit("/", 1)[-1],
             deployment=labels.get(DEPLOYMENT_TAG),
@@ -276,55 +270,46 @@ class CloudRun:
             native_size=f"{cpu:g} vCPU / {memory} MiB" if cpu is not None and memory is not None else None,
             image=container.image if container else None,
             url=svc.uri or None,
-            tags={key: value for key, value in labels.items() if not _system_label(key)},
+            tags=user_tags(labels),
             created_at=iso_utc(svc.create_time),
         )
 
-    def find(self, name, region, kind):
+    def find(self, name, region):
         try:
-            svc = self._get(self._name(location_of(region), name))
-        except api_exceptions.NotFound:
-            return []
+            svc = self._get(self._name(region, name), missing_ok=True)
         except ProviderError as exc:
-            if isinstance(exc.__cause__, api_exceptions.PermissionDenied) and self._disabled(exc.__cause__):
+            if api_disabled(exc.__cause__):
                 return []  # Cloud Run is off in this project: no container deployment can exist
             raise
+        if svc is None:
+            return []
         labels = dict(svc.labels)
-        if labels.get(DEPLOYMENT_TAG) != name or labels.get(KIND_TAG, "container") != kind or svc.delete_time:
+        if labels.get(DEPLOYMENT_TAG) != name or labels.get(KIND_TAG, "container") != self.kind or svc.delete_time:
             return []  # not ours (create says so), or on its way out
         return [self._record(svc)]
 
-    def list(self, region, tags=None):
-        parent = f"projects/{self.project}/locations/{location_of(region)}"
-        found, token = [], ""
-        while True:
-            request = run_v2.ListServicesRequest(parent=parent, page_size=100, page_token=token)
-            try:
-                page = next(iter(self._api(self.services.list_services, request).pages))
-            except ProviderError as exc:
-                if isinstance(exc.__cause__, api_exceptions.PermissionDenied) and self._disabled(exc.__cause__):
-                    return []
-                raise
-            found.extend(page.services)
-            token = page.next_page_token
-            if not token:
-                break
-        records = [self._record(svc) for svc in found if DEPLOYMENT_TAG in svc.labels and not svc.delete_time]
-        return [rec for rec in records if all(rec["tags"].get(key) == value for key, value in (tags or {}).items())]
+    def list(self, region, tags):
+        if not load_sdk() or not labelable(tags):
+            return []  # no google-cloud-run: no container deployments to see; no label holds such a tag
+        request = run_v2.ListServicesRequest(parent=f"projects/{self.p.project}/locations/{location_of(region)}",
+                                             page_size=100)
+        try:
+            found = self.p.listing(self.services.list_services, request, "services", explain=self.explain)
+        except ProviderError as exc:
+            if api_disabled(exc.__cause__):
+                return []
+            raise
+        return [self._record(svc) for svc in found if DEPLOYMENT_TAG in svc.labels and not svc.delete_time]
 
-    def refresh(self, records):
-        fresh = []
-        for rec in records:
-            try:
-                svc = self._get(self._name(rec["region"], rec["name"]))
-            except api_exceptions.NotFound:
-                continue
-            if not rec.get("id") or svc.uid == rec["id"]:  # one deleted and made again is someone else
-                fresh.append(self._record(svc))
-        return [rec for rec in fresh if rec["state"] != "terminated"]
+    def refresh_one(self, rec):
+        svc = self._get(self._name(rec["region"], rec["name"]), missing_ok=True)
+        if svc is None or (rec.get("id") and svc.uid != rec["id"]):  # one deleted and made again is someone else
+            return []
+        fresh = self._record(svc)
+        return [] if fresh["state"] == "terminated" else [fresh]
 
-    def service_config(self, rec):
-        svc = self._native.get(rec["id"]) or self._get(self._name(rec["region"], rec["name"]))
+    def config(self, rec):
+        svc = native_of(rec) or self._get(self._name(rec["region"], rec["name"]))
         container = svc.template.containers[0] if svc.template.containers else run_v2.Container()
         annotations = dict(svc.annotations)
         try:
@@ -345,7 +330,7 @@ class CloudRun:
         }
 
     def _policy(self, name):
-        return self._api(self.services.get_iam_policy, iam_policy_pb2.GetIamPolicyRequest(resource=name))
+        return self.api(self.services.get_iam_policy, iam_policy_pb2.GetIamPolicyRequest(resource=name))
 
     def _public(self, name):
         return any(
@@ -401,7 +386,7 @@ class CloudRun:
             if change(svc) is False:
                 return svc
             try:
-                future = self._api(self.services.update_service, run_v2.UpdateServiceRequest(service=svc))
+                future = self.api(self.services.update_service, run_v2.UpdateServiceRequest(service=svc))
             except (api_exceptions.Conflict, api_exceptions.PreconditionFailed) as exc:
                 if rpc_status(exc) in ("ABORTED", "FAILED_PRECONDITION") or "etag" in (exc.message or "").lower():
                     continue  # changed by someone else since it was read (its etag): read it again
@@ -431,7 +416,7 @@ class CloudRun:
                 del policy.bindings[:]
                 policy.bindings.extend(kept)
             try:
-                self._api(self.services.set_iam_policy, iam_policy_pb2.SetIamPolicyRequest(resource=name, policy=policy))
+                self.api(self.services.set_iam_policy, iam_policy_pb2.SetIamPolicyRequest(resource=name, policy=policy))
                 return
             except api_exceptions.Conflict:
                 continue  # the policy changed in between (ABORTED, etag): read it again
@@ -443,18 +428,21 @@ class CloudRun:
                 ) from exc
         raise ProviderError(f"the IAM policy of {name.rsplit('/', 1)[-1]} kept changing while it was written: try again")
 
-    def create(self, spec, region, name):
+    def create(self, spec, region, names):
+        return [self._create_one(spec, region, name) for name in names]
+
+    def _create_one(self, spec, region, name):
         location = location_of(region)
-        parent = f"projects/{self.project}/locations/{location}"
+        parent = f"projects/{self.p.project}/locations/{location}"
         labels = {**spec["tags"], DEPLOYMENT_TAG: spec["name"], KIND_TAG: spec["kind"]}
         svc = self._apply(run_v2.Service(labels=labels, ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL), spec)
         request = run_v2.CreateServiceRequest(parent=parent, service=svc, service_id=name)
         full = self._name(location, name)
         try:
-            future = self._api(self.services.create_service, request)
+            future = self.api(self.services.create_service, request)
         except api_exceptions.Conflict:  # ALREADY_EXISTS (over REST every 409 is a Conflict)
             # Ours when it carries our label (a retried create whose first answer was lost): adopt it.
-            existing = self.find(spec["name"], location, spec["kind"])
+            existing = self.find(spec["name"], location)
             if not existing:
                 raise ProviderError(
                     f"creating {name} failed: a Cloud Run service named {name} already exists in {location} without "
@@ -468,26 +456,15 @@ class CloudRun:
             if spec["container"]["public"]:
                 self._set_public(full, True)
         except Exception as exc:  # nothing half-made stays behind: say what became of it
-            raise ProviderError(f"{exc}; {self._remove_failed(full, name)}") from exc
+            left = cleanup(f"service {name}", "the ", lambda: self._get(full, missing_ok=True),
+                           lambda: self.delete_one({"region": location, "name": name}))
+            raise ProviderError(f"{exc}; {left}") from exc
         return self._record(created)
 
     def _settled(self, rec, spec):
         if spec["container"]["public"] and not self._public(self._name(rec["region"], rec["name"])):
             self._set_public(self._name(rec["region"], rec["name"]), True)
         return rec
-
-    def _remove_failed(self, full, name):
-        try:
-            self._get(full)
-        except api_exceptions.NotFound:
-            return f"no service {name} was left behind"
-        except Exception as exc:
-            return f"whether the service {name} was left behind is not known ({exc}): check and delete it by hand"
-        try:
-            self.delete({"region": full.split("/")[3], "name": name})
-        except Exception as exc:
-            return f"the service {name} was left behind and could not be deleted ({exc}): delete it by hand"
-        return f"the service {name} was deleted again"
 
     def update(self, rec, spec, changes):
         name = self._name(rec["region"], rec["name"])
@@ -499,15 +476,13 @@ class CloudRun:
             self._set_public(name, spec["container"]["public"])
         return self._record(self._get(name)), False
 
-    def delete(self, rec):
+    def delete_one(self, rec):
         name = self._name(rec["region"], rec["name"])
-        try:
-            future = self._api(self.services.delete_service, run_v2.DeleteServiceRequest(name=name))
-        except api_exceptions.NotFound:
-            return  # already gone: that is what was asked
-        self._wait(future, f"deletion of {rec['name']}")
+        future = self.api(self.services.delete_service, run_v2.DeleteServiceRequest(name=name), missing_ok=True)
+        if future is not None:  # None: already gone, that is what was asked
+            self._wait(future, f"deletion of {rec['name']}")
 
-    def stop(self, rec):
+    def stop_one(self, rec):
         def change(svc):
             if _stopped(svc):
                 return False
@@ -516,7 +491,7 @@ class CloudRun:
             return True
         self._modify(rec, change, "stop")
 
-    def start(self, rec):
+    def start_one(self, rec):
         def change(svc):
             if not _stopped(svc):
                 return False
@@ -526,7 +501,7 @@ class CloudRun:
             return True
         self._modify(rec, change, "start")
 
-    def restart(self, rec):
+    def restart_one(self, rec):
         def change(svc):
             now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             svc.template.annotations = {**dict(svc.template.annotations), RESTART_ANNOTATION: now}
@@ -537,11 +512,10 @@ class CloudRun:
             return True
         self._modify(rec, change, "restart")
 
-    def retag(self, rec, tags, purge):
+    def tag_one(self, rec, tags, purge):
         def change(svc):
             labels = dict(svc.labels)
-            user = {key: value for key, value in labels.items() if not _system_label(key)}
-            wanted = {**{k: v for k, v in labels.items() if _system_label(k)}, **(dict(tags) if purge else {**user, **tags})}
+            wanted = relabelled(labels, tags, purge)
             if wanted == labels:
                 return False
             svc.labels = wanted

@@ -1,11 +1,14 @@
 # Copyright: lxcri.cloud developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""GCP monitoring: Cloud Monitoring API v3 over REST, used by GcpProvider (gcp.py).
+"""GCP monitoring: Cloud Monitoring API v3 over REST. GcpProvider keeps it as its monitoring; every call goes
+through the provider.
 
 google-cloud-monitoring speaks gRPC only, so the calls go through google-auth's AuthorizedSession with
 the provider's credentials, to gcp.endpoint when it is set (the sandbox serves every API there) and to
-https://monitoring.googleapis.com otherwise. Every call runs under the provider's retry policy: HTTP
-errors become google.api_core exceptions (429 throttled, 5xx transient, as for Compute).
+https://monitoring.googleapis.com otherwise, verifying TLS as the provider does (tls_verify). Every call runs
+under the provider's retry policy: HTTP errors become google.api_core exceptions (429 throttled, 5xx
+transient, as for Compute); a list is paged through the provider's paginate, and what is already gone when
+it is deleted is the provider's gone().
 
 Metrics (docs/cloud_monitoring.md has the table): one projects.timeSeries.list per (metric, resource
 type) with a filter over up to 100 resources (`one_of` takes at most 100 values; more resources take
@@ -54,7 +57,9 @@ from collections import namedtuple
 
 from ansible_collections.lxcri.cloud.plugins.module_utils import monitoring
 from ansible_collections.lxcri.cloud.plugins.module_utils.provider import ProviderError, undo
-from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp_run import location_of
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp.errors import refusal
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp.labels import GOOGLE_LABEL_PREFIX, MAX_LABELS
+from ansible_collections.lxcri.cloud.plugins.module_utils.providers.gcp.places import location_of
 from ansible_collections.lxcri.cloud.plugins.module_utils.retry import FATAL, TRANSIENT
 from ansible_collections.lxcri.cloud.plugins.module_utils.spec import TAG_PREFIX, SpecError
 
@@ -69,11 +74,9 @@ CALL_TIMEOUT = 60.0
 REGION_TAG = "lxcri-region"
 ZONE_TAG = "lxcri-zone"
 DEPLOYMENT_PREFIX = "lxcri-deployment-"
-MAX_LABELS = 64
 MAX_ONE_OF = 100  # values in one one_of(...) of a filter
 MAX_CONDITION_SECONDS = 86400  # alignment period and duration of a condition
 SAMPLE_SECONDS = 60  # GCE and Cloud Run write these metrics once a minute
-GOOGLE_LABEL_PREFIX = "goog-"
 
 # type: the native metric; scale: portable = native x scale; per_period: bytes or a count per period
 # (a sum), else a percentage (an average); distribution: Cloud Run's distribution-valued metrics.
@@ -241,62 +244,55 @@ def validate_alarm(alarm, label_ok):
 
 
 class Monitoring:
-    """The Cloud Monitoring half of GcpProvider: metrics, alert policies and their notification channels."""
+    """Cloud Monitoring of a GcpProvider: metrics, alert policies and their notification channels."""
 
-    def __init__(self, provider, credentials, endpoint, verify):
-        self.provider = provider
+    def __init__(self, provider):
+        self.p = provider
         self.project = provider.project
-        endpoint = endpoint or DEFAULT_ENDPOINT
+        endpoint = provider.connection.get("endpoint") or DEFAULT_ENDPOINT
         self.base = (endpoint if "://" in endpoint else "https://" + endpoint).rstrip("/")
+        credentials = provider.credentials
         if hasattr(credentials, "with_always_use_jwt_access"):  # a service account signs its own JWT, as the
             credentials = credentials.with_always_use_jwt_access(True)  # gapic clients do: no token round trip
         self.session = AuthorizedSession(credentials)
-        if verify is not True:
-            self.session.verify = verify
+        if provider.verify is not True:
+            self.session.verify = provider.verify
 
     # -- calls -------------------------------------------------------------------------------------
 
-    def _api(self, method, path, params=None, body=None, retry_transient=True):
-        """One REST call under the provider's retry policy; an HTTP error becomes the api_core exception of
-        its status (so gcp.py's classifier sees 429 as throttled and 5xx as transient). retry_transient=False:
-        only throttling is retried (it says the call did not happen), for calls that must not run twice."""
-        def send():
-            response = self.session.request(method, f"{self.base}/v3/{path}", params=params, json=body,
-                                            timeout=CALL_TIMEOUT)
-            if response.status_code >= 400:
-                raise api_exceptions.from_http_response(response)
-            return response.json() if response.content else {}
+    def explain(self, exc):
+        return refusal(exc, f"Cloud Monitoring at {self.base}", self.project,
+                       enable=("Cloud Monitoring API", "monitoring.googleapis.com"))
 
+    def _send(self, method, path, params=None, body=None):
+        """One REST request; an HTTP error becomes the api_core exception of its status (so the provider's
+        classifier sees 429 as throttled and 5xx as transient, and its gone() a 404)."""
+        response = self.session.request(method, f"{self.base}/v3/{path}", params=params, json=body, timeout=CALL_TIMEOUT)
+        if response.status_code >= 400:
+            raise api_exceptions.from_http_response(response)
+        return response.json() if response.content else {}
+
+    def _api(self, method, path, params=None, body=None, retry_transient=True, missing_ok=False):
+        """One REST call under the provider's retry policy. retry_transient=False: only throttling is retried
+        (it says the call did not happen), for calls that must not run twice; missing_ok: None when what the
+        call is about is not there."""
         def throttled_only(exc):
-            kind, retry_after = self.provider.classify(exc)
+            kind, retry_after = self.p.classify(exc)
             return (FATAL, None) if kind == TRANSIENT else (kind, retry_after)
 
-        try:
-            if retry_transient:
-                return self.provider.call(send)
-            return self.provider.policy.call(send, throttled_only)
-        except api_exceptions.Unauthorized as exc:
-            raise ProviderError(
-                f"Cloud Monitoring at {self.base} rejected the credentials: {exc.message} (check gcp.credentials_file "
-                "or GOOGLE_APPLICATION_CREDENTIALS)"
-            ) from exc
-        except api_exceptions.PermissionDenied as exc:
-            if "has not been used in project" in (exc.message or "") or getattr(exc, "reason", None) == "SERVICE_DISABLED":
-                raise ProviderError(
-                    f"the Cloud Monitoring API is not enabled in project {self.project}: enable "
-                    f"monitoring.googleapis.com ({exc.message})"
-                ) from exc
-            raise
+        with self.p.explained(self.explain):
+            if not retry_transient:
+                return self.p.policy.call(self._send, throttled_only, method, path, params, body)
+            return (self.p.unless_gone if missing_ok else self.p.call)(self._send, method, path, params, body)
 
     def _pages(self, path, params, key):
         """Every item of a list, page by page (each page one retried call)."""
-        items, token = [], None
-        while True:
-            page = self._api("GET", path, dict(params, **({"pageToken": token} if token else {})))
-            items.extend(page.get(key) or [])
-            token = page.get("nextPageToken")
-            if not token:
-                return items
+        def page(token):
+            answer = self._send("GET", path, dict(params, **({"pageToken": token} if token else {})))
+            return answer.get(key) or [], answer.get("nextPageToken")
+
+        with self.p.explained(self.explain):
+            return self.p.paginate(page)
 
     def _create(self, collection, alarm_name, body, same=lambda item: True):
         """POST a policy or a channel of an alarm. A create is not idempotent: when its answer is lost (a reset,
@@ -308,19 +304,16 @@ class Monitoring:
             try:
                 return self._api("POST", path, body=body, retry_transient=False)
             except Exception as exc:  # the classifier decides; anything but a transient error is final
-                if self.provider.classify(exc)[0] != TRANSIENT or attempt >= self.provider.policy.attempts:
+                if self.p.classify(exc)[0] != TRANSIENT or attempt >= self.p.policy.attempts:
                     raise
             marker = f"user_labels.{monitoring.ALARM_TAG} = {json.dumps(alarm_name)}"
             made = [item for item in self._pages(path, {"filter": marker}, collection) if same(item)]
             if made:
                 return made[0]
-            self.provider.policy.sleep(self.provider.policy.delay(attempt))
+            self.p.policy.sleep(self.p.policy.delay(attempt))
 
     def _delete(self, name, **params):
-        try:
-            self._api("DELETE", name, params or None)
-        except api_exceptions.NotFound:
-            pass  # already gone: that is what was asked
+        self._api("DELETE", name, params or None, missing_ok=True)  # already gone: that is what was asked
 
     # -- metrics -----------------------------------------------------------------------------------
 
@@ -341,7 +334,7 @@ class Monitoring:
             keys = sorted({resource_key(kind, records[index]) for index in indexes})
             batches += [(kind, name, keys[at:at + MAX_ONE_OF]) for at in range(0, len(keys), MAX_ONE_OF)]
         found = {}
-        for (kind, name, _keys), series in zip(batches, self.provider.each(
+        for (kind, name, _keys), series in zip(batches, self.p.each(
                 lambda batch: self._series(*batch, start=start, end=end, period=period), batches)):
             found.setdefault((kind, name), {}).update(series)
         for (kind, name), indexes in wanted.items():
@@ -394,7 +387,7 @@ class Monitoring:
         channels = {}
         for channel in self._pages(f"projects/{self.project}/notificationChannels", params, "notificationChannels"):
             channels.setdefault((channel.get("userLabels") or {}).get(monitoring.ALARM_TAG), []).append(channel)
-        return self.provider.each(
+        return self.p.each(
             lambda p: self._record(p, channels.get(p["userLabels"][monitoring.ALARM_TAG], [])), policies)
 
     def _record(self, policy, channels):
@@ -426,7 +419,7 @@ class Monitoring:
                 field, label = CHANNEL_TYPES[channel["type"]]
                 notify[field].append((channel.get("labels") or {}).get(label))
         record = monitoring.alarm_record(
-            self.provider.name, name=labels.get(monitoring.ALARM_TAG, policy.get("displayName")), id=policy["name"],
+            self.p.name, name=labels.get(monitoring.ALARM_TAG, policy.get("displayName")), id=policy["name"],
             region=labels.get(ZONE_TAG) or labels.get(REGION_TAG), metric=metric, comparison=READ_COMPARISONS.get(condition.get("comparison")),
             threshold=threshold, period=period, evaluation_periods=duration // period + 1 if period else None,
             statistic=statistic, kind=kind, deployments=sorted(deployments), targets=targets, notify=notify,
@@ -437,7 +430,7 @@ class Monitoring:
         if None in (metric, statistic, period, record["comparison"], record["region"]) or not deployments:
             record["state"], record["state_reason"] = "unknown", "the policy's condition is not one the collection writes"
         else:
-            record["state"], record["state_reason"] = self.provider.evaluated_state(record)
+            record["state"], record["state_reason"] = self.p.evaluated_state(record)
         return record
 
     # -- alarms: changing --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def tls_fields(name):
     return {
         "endpoint": Field(INFO[name].endpoint_doc, env=(f"LXCRI_{upper}_ENDPOINT",)),
         "validate_certs": Field("Verify the API's TLS certificate; V(false) turns verification off, whatever "
-                                "O(ca_bundle) says.", type="bool", default=True),
+                                "C(ca_bundle) says.", type="bool", default=True),
         "ca_bundle": Field("CA bundle to verify the API's certificate with.", type="path", env=(f"LXCRI_{upper}_CA_BUNDLE",)),
     }
 

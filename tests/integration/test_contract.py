@@ -76,12 +76,20 @@ def params(provider, kind, name, tmp_path, **changes):
     return result.validated_parameters
 
 
-def converge(provider_name, kind, name, tmp_path, **changes):
-    values = params(provider_name, kind, name, tmp_path, **changes)
-    provider_class = load(provider_name)
-    wanted = spec.validate_deployment(values, provider_class)
-    provider = provider_class(values[provider_name], deadline=Deadline(wanted["wait_timeout"], "wait_timeout"))
-    return provider, provider.region(wanted), Convergence(provider, wanted).run()
+class Deployment:
+    """One deployment of the contract, converged as the module does it: argument spec, validation, Convergence."""
+
+    def __init__(self, provider_name, kind, name, tmp_path):
+        self.provider_name, self.kind, self.name, self.tmp_path = provider_name, kind, name, tmp_path
+        self.provider = self.region = None
+
+    def converge(self, **changes):
+        values = params(self.provider_name, self.kind, self.name, self.tmp_path, **changes)
+        provider_class = load(self.provider_name)
+        wanted = spec.validate_deployment(values, provider_class)
+        self.provider = provider_class(values[self.provider_name], deadline=Deadline(wanted["wait_timeout"], "wait_timeout"))
+        self.region = self.provider.region(wanted)
+        return Convergence(self.provider, wanted).run()
 
 
 @pytest.mark.parametrize("provider_name, kind", CASES)
@@ -89,7 +97,9 @@ def test_contract(sandbox_environment, tmp_path, provider_name, kind):
     name = f"contract-{kind}"[:20]
     before = live(provider_name)
     count = KIND_OPTIONS[kind]["count"]
-    provider, region, made = converge(provider_name, kind, name, tmp_path)
+    deployment = Deployment(provider_name, kind, name, tmp_path)
+    made = deployment.converge()
+    provider, region = deployment.provider, deployment.region
     records = made["deployments"]
     assert made["changed"] and len(records) == count
     for rec in records:
@@ -98,20 +108,20 @@ def test_contract(sandbox_environment, tmp_path, provider_name, kind):
         assert rec["state"] == "running" and rec["tags"] == {"suite": "contract"} and rec["id"]
     assert live(provider_name) != before
 
-    _, _, again = converge(provider_name, kind, name, tmp_path)
+    again = deployment.converge()
     assert not again["changed"], again["actions"]
     ids = sorted(rec["id"] for rec in records)
     assert sorted(rec["id"] for rec in provider.find(name, region, kind)) == ids
     assert sorted(rec["id"] for rec in provider.select(region, tags={"suite": "contract"}, kinds=[kind])) == ids
     assert set(ids) <= {rec["id"] for rec in provider.list(region)}
 
-    _, _, retagged = converge(provider_name, kind, name, tmp_path, tags={"suite": "contract", "round": "2"})
+    retagged = deployment.converge(tags={"suite": "contract", "round": "2"})
     assert retagged["changed"]
     assert all(rec["tags"] == {"suite": "contract", "round": "2"} for rec in provider.find(name, region, kind))
 
-    _, _, stopped = converge(provider_name, kind, name, tmp_path, tags={"suite": "contract", "round": "2"}, state="stopped")
+    stopped = deployment.converge(tags={"suite": "contract", "round": "2"}, state="stopped")
     assert stopped["changed"] and {rec["state"] for rec in stopped["deployments"]} == {"stopped"}
-    _, _, started = converge(provider_name, kind, name, tmp_path, tags={"suite": "contract", "round": "2"}, state="running")
+    started = deployment.converge(tags={"suite": "contract", "round": "2"}, state="running")
     assert started["changed"] and {rec["state"] for rec in started["deployments"]} == {"running"}
 
     # Records handed in as plain dicts (a user's, or a copy): no native, and every operation still works.
@@ -120,7 +130,7 @@ def test_contract(sandbox_environment, tmp_path, provider_name, kind):
     provider.update_tags(handed, {"suite": "contract"}, True)
     assert all(rec["tags"] == {"suite": "contract"} for rec in provider.find(name, region, kind))
 
-    _, _, removed = converge(provider_name, kind, name, tmp_path, state="absent")
+    removed = deployment.converge(state="absent")
     assert removed["changed"] and {rec["state"] for rec in removed["deployments"]} == {"terminated"}
     assert provider.find(name, region, kind) == []
     assert live(provider_name) == before

@@ -186,7 +186,6 @@ def service_state(svc):
     return "unknown"
 
 
-
 class Services(Backend):
     """Container deployments as Cloud Run services: records, settings and changes."""
 

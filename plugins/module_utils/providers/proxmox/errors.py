@@ -19,6 +19,8 @@ except ImportError:
     class ResourceException(Exception):
         """Stands in for proxmoxer's when it is not installed (nothing raises it then)."""
 
+# The SDK's names, for the package's other files (proxmoxer is imported here only).
+__all__ = ["FATAL_500", "GONE", "ProxmoxAPI", "ResourceException", "gone", "requests", "taken"]
 # PVE answers 500 for many errors that will not go away on retry.
 FATAL_500 = re.compile(r"already exists|does not exist|not exist|no such|unable to find|invalid|not allowed|permission", re.I)
 # A guest (its config, its RRD file) that is not there.

@@ -43,6 +43,8 @@ NO_REQUESTS = (
     "Proxmox VE does not count a guest's requests (rrddata has cpu, memory, network and disk I/O only): count "
     "them in the application or in a load balancer in front of it"
 )
+
+
 def timeframe(start, now):
     """The smallest rrddata timeframe whose samples reach back to `start` (the longest when none does)."""
     for name, step, rows in TIMEFRAMES:

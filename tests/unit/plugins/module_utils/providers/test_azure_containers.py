@@ -93,8 +93,8 @@ def test_good_container_specs_pass():
 
 
 def test_the_group_body(provider):
-    body = provider.backend("container").body(_spec(command=["nginx", "-g", "daemon off;"], memory=1000), "westeurope", "lxcri-web",
-                             {"env": "test"}, "2026-01-02T03:04:05Z")
+    body = provider.backend("container").body(_spec(command=["nginx", "-g", "daemon off;"], memory=1000), "westeurope",
+                                              "lxcri-web", {"env": "test"}, "2026-01-02T03:04:05Z")
     props = body["properties"]
     assert props["osType"] == "Linux" and props["restartPolicy"] == "Always" and body["location"] == "westeurope"
     (container,) = props["containers"]

@@ -35,8 +35,8 @@ def provider():
 
 
 def _not_found():
-    return exceptions.ResourceNotFoundError(response=AzureCoreResponse(404, {"error": {"code": "ResourceNotFound",
-                                                                                      "message": "not there"}}))
+    answer = {"error": {"code": "ResourceNotFound", "message": "not there"}}
+    return exceptions.ResourceNotFoundError(response=AzureCoreResponse(404, answer))
 
 
 # -- records: native, or read again --------------------------------------------------------------------

@@ -233,7 +233,7 @@ def test_a_half_made_member_that_cannot_be_removed_is_named_for_removal_by_hand(
     pve.failing_starts = {"web-1"}
     proxmox = provider(pve)
     backend = proxmox.backend("vm")
-    monkeypatch.setattr(backend, "destroy", lambda rec: (_ for _ in ()).throw(ProviderError("node busy")))
+    monkeypatch.setattr(backend, "destroy", lambda rec: (item for item in ()).throw(ProviderError("node busy")))
     with pytest.raises(ProviderError) as failed:
         proxmox.create(vm_spec(count=1), "pve1", ["web-1"])
     assert str(failed.value).startswith("creating web-1 failed (Proxmox task ")

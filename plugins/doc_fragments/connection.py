@@ -32,5 +32,7 @@ def _options():
 
 class ModuleDocFragment:
     # One optional dict per provider, so that module_defaults for the action group lxcri.cloud.all can carry all
-    # of them at once. JSON is YAML: the documentation is rendered, not written twice.
-    DOCUMENTATION = json.dumps({"options": _options()}, indent=1)
+    # of them at once. Rendered, not written twice (JSON is YAML); ansible-doc and validate-modules read it as
+    # rendered. ansible-test's yamllint reads only literal documentation, which this is not:
+    # tests/unit/plugins/doc_fragments/test_rendered.py checks what it renders.
+    DOCUMENTATION: str = json.dumps({"options": _options()}, indent=1)

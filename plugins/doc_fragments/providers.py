@@ -11,8 +11,9 @@ from ansible_collections.lxcri.cloud.plugins.module_utils import registry
 
 
 class ModuleDocFragment:
+    # Rendered from the registry (see connection.py for why these are annotated assignments).
     # The modules' `provider`.
-    DOCUMENTATION = json.dumps({"options": {"provider": {"choices": list(registry.NAMES)}}})
+    DOCUMENTATION: str = json.dumps({"options": {"provider": {"choices": list(registry.NAMES)}}})
 
     # The inventory plugin's `providers`.
-    INVENTORY = json.dumps({"options": {"providers": {"choices": list(registry.NAMES)}}})
+    INVENTORY: str = json.dumps({"options": {"providers": {"choices": list(registry.NAMES)}}})

@@ -29,7 +29,8 @@ EDITS = [
      '    own_emulator("digitalocean", 4569, https=True, region="fra1", **own.DIGITALOCEAN),\n'
      '    own_emulator("acme", 4570, https=True, region="zone-1"),\n'),
 ]
-OFFSET = "600"  # ports of its own, beside the suite's sandbox
+# Ports of its own, beside the sandbox of the run it is part of (runs with other offsets may go on beside it).
+OFFSET = str(int(os.environ.get("SANDBOX_PORT_OFFSET") or 0) + 600)
 
 
 def tracked_files():
